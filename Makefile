@@ -1,0 +1,41 @@
+# cxpulse: `make run` and `make test` set everything up themselves (idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install when the dependency declarations change.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml deploy/constraints.txt | sha256sum | cut -c1-16)
+
+.PHONY: setup run test lint format lock clean
+
+setup: $(STAMP)
+	@$(BIN)/cxpulse kafka fetch
+
+$(STAMP): pyproject.toml deploy/constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cxpulse needs Python 3.11+, found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c deploy/constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+run: setup
+	$(BIN)/cxpulse up
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Pin the exact versions of the current virtualenv (after changing pyproject.toml).
+lock:
+	@{ echo "# Exact versions cxpulse is tested with; regenerate with \`make lock\`."; \
+	   $(BIN)/pip freeze --exclude-editable | grep -v '^cxpulse'; } > deploy/constraints.txt
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""HTTP metrics API (FastAPI); built in the API issue."""

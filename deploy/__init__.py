@@ -1,0 +1,1 @@
+"""Running cxpulse: settings, CLI, the local Kafka broker, the all-in-one stack."""

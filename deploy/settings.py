@@ -1,0 +1,83 @@
+"""Settings every cxpulse process reads from `CXPULSE_*` environment variables.
+
+One frozen model, so a process never sees its configuration change under it. Every field is
+documented in the README's settings table; `tests/deploy/test_settings.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of a cxpulse deployment (env prefix `CXPULSE_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="CXPULSE_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./var"),
+        description="Where local state lives: Kafka logs and data, the chdb database, stack files.",
+    )
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="Kafka bootstrap servers (host:port,...). Unset: `cxpulse up` starts a local "
+        "broker and the other commands use the one it started.",
+    )
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Client port of the local broker.")
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the local broker."
+    )
+    kafka_heap: str = Field("512m", description="JVM heap (-Xmx) of the local broker.")
+    topic_partitions: int = Field(
+        4, ge=1, description="Partitions of the topics cxpulse creates (input, internal, DLQ)."
+    )
+    clickhouse_url: str | None = Field(
+        None,
+        description="ClickHouse server URL (http[s]://user:password@host:port). Unset: embedded "
+        "chdb under `<data_dir>/chdb`.",
+    )
+    clickhouse_database: str = Field(
+        "cxpulse", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database of cxpulse tables."
+    )
+    writer_batch_rows: int = Field(
+        50_000, ge=1, description="The store writer inserts once this many rows are buffered..."
+    )
+    writer_flush_seconds: float = Field(
+        1.0, gt=0, description="...or once its oldest buffered row is this old."
+    )
+    log_level: str = Field("info", description="Log level of cxpulse processes.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return level
+
+    @property
+    def kafka_home(self) -> Path:
+        """Directory of the local broker: jars, configuration, data, logs."""
+        return self.data_dir.resolve() / "kafka"
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir.resolve() / "chdb"
+
+    @property
+    def stack_file(self) -> Path:
+        """Written by `cxpulse up` so other commands can find the running stack."""
+        return self.data_dir.resolve() / "stack.json"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password masked, for logs and status output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,192 @@
+"""`cxpulse up`: the all-in-one local stack in one supervising process.
+
+The broker and the faust worker run as child processes tied to this one (they die with it even on
+kill -9); the store writer runs in this process because chdb admits one process per database
+directory. Ctrl-C stops everything in dependency order: producer, worker, writer, broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, KafkaError
+from cxpulse.deploy.kafka.broker import die_with_parent
+from cxpulse.deploy.settings import Settings, redact_url
+from cxpulse.sinks.migrate import migrate
+from cxpulse.sinks.store import open_store
+from cxpulse.sinks.writer import StoreWriter
+from cxpulse.streams import topics
+from cxpulse.streams.demo import run_demo_producer
+
+log = logging.getLogger(__name__)
+console = Console(highlight=False, soft_wrap=True)
+
+
+def local_broker(settings: Settings) -> KafkaBroker:
+    return KafkaBroker(
+        BrokerConfig(
+            home=settings.kafka_home,
+            port=settings.kafka_port,
+            controller_port=settings.kafka_controller_port,
+            heap=settings.kafka_heap,
+        )
+    )
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """The configured broker, else the local one `cxpulse up` or `cxpulse kafka start` runs."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    broker = local_broker(settings)
+    if broker.running_pid() is not None:
+        return broker.config.bootstrap
+    raise KafkaError(
+        "no Kafka broker: set CXPULSE_KAFKA_BOOTSTRAP, or start the local one with "
+        "`cxpulse kafka start` (or run the whole stack with `cxpulse up`)."
+    )
+
+
+def spawn_child(args: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    """A cxpulse subcommand as a child that dies with this process and ignores terminal Ctrl-C."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cxpulse.deploy.cli", *args],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+
+
+def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    simulator: bool = True
+    demo_rate: float = 5.0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> int:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        logs = settings.data_dir.resolve() / "logs"
+        broker: KafkaBroker | None = None
+        worker: subprocess.Popen[bytes] | None = None
+        threads: list[threading.Thread] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop.set())
+        try:
+            if settings.kafka_bootstrap:
+                bootstrap = settings.kafka_bootstrap
+            else:
+                broker = local_broker(settings)
+                console.print(f"starting Kafka {broker.version} on {broker.config.bootstrap} ...")
+                broker.start(attached=True)
+                bootstrap = broker.config.bootstrap
+            topics.ensure_topics(bootstrap, settings.topic_partitions)
+            store = open_store(
+                settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
+            )
+            applied = migrate(store)
+            writer = StoreWriter(
+                store,
+                bootstrap,
+                topics.STORE_TABLES,
+                batch_rows=settings.writer_batch_rows,
+                flush_seconds=settings.writer_flush_seconds,
+            )
+            threads.append(threading.Thread(target=writer.run, args=(self.stop,), name="writer"))
+            worker = spawn_child(
+                ["worker"], {"CXPULSE_KAFKA_BOOTSTRAP": bootstrap}, logs / "worker.log"
+            )
+            if self.simulator:
+                threads.append(
+                    threading.Thread(
+                        target=run_demo_producer,
+                        args=(bootstrap, self.demo_rate, self.stop),
+                        name="producer",
+                    )
+                )
+            for thread in threads:
+                thread.start()
+            info = {
+                "pid": os.getpid(),
+                "kafka_bootstrap": bootstrap,
+                "kafka_local": broker is not None,
+                "store": store.backend,
+                "store_location": redact_url(settings.clickhouse_url)
+                if settings.clickhouse_url
+                else str(settings.chdb_path),
+                "data_dir": str(settings.data_dir.resolve()),
+                "worker_pids": [worker.pid],
+                "broker_pid": broker.running_pid() if broker else None,
+                "logs": str(logs),
+            }
+            settings.stack_file.write_text(json.dumps(info, indent=2))
+            self._print_banner(info, len(applied))
+            self._supervise(writer, worker)
+        finally:
+            self.stop.set()
+            if worker is not None:
+                stop_child(worker)
+            for thread in threads:
+                thread.join(timeout=30)
+            if broker is not None:
+                broker.stop()
+            settings.stack_file.unlink(missing_ok=True)
+            console.print("cxpulse stopped; no process left running.")
+        return 0
+
+    def _supervise(self, writer: StoreWriter, worker: subprocess.Popen[bytes]) -> None:
+        next_report = time.monotonic() + 5
+        while not self.stop.wait(0.5):
+            if worker.poll() is not None:
+                console.print(
+                    f"[red]the worker exited with code {worker.returncode}; "
+                    "see its log. Stopping.[/red]"
+                )
+                return
+            if time.monotonic() >= next_report:
+                next_report += 5
+                stored = ", ".join(f"{t}={n}" for t, n in writer.stats.rows_written.items())
+                console.print(f"rows stored: {stored or 'none yet'}")
+
+    def _print_banner(self, info: dict[str, Any], migrations_applied: int) -> None:
+        table = Table(title="cxpulse is running", show_header=False)
+        table.add_row(
+            "Kafka", f"{info['kafka_bootstrap']}" + (" (local)" if info["kafka_local"] else "")
+        )
+        table.add_row("Store", f"{info['store']} at {info['store_location']}")
+        table.add_row("Migrations", f"{migrations_applied} applied now")
+        table.add_row("Worker", f"pid {info['worker_pids'][0]}, log {info['logs']}/worker.log")
+        table.add_row(
+            "Producer", f"demo portal events, {self.demo_rate:g}/s" if self.simulator else "off"
+        )
+        table.add_row("Data dir", info["data_dir"])
+        console.print(table)
+        console.print("Press Ctrl-C to stop.")

@@ -1,0 +1,1 @@
+"""Event contract (version 1); built in the event-contract issue."""

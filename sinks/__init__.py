@@ -1,0 +1,1 @@
+"""Storage: one store interface over chdb and ClickHouse server, migrations, the batching writer."""

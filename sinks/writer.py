@@ -1,0 +1,158 @@
+"""The store writer: rows from Kafka store topics -> batched inserts -> then commit.
+
+Modelled on a small sink contract: rows are buffered per table, a flush inserts every buffered
+table and only then commits the consumed offsets. A crash between insert and commit re-inserts
+the same rows, which the ReplacingMergeTree tables collapse, so the store never counts twice.
+When the store fails the writer keeps its buffer, pauses consumption and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from cxpulse.sinks.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class WriterStats:
+    rows_written: dict[str, int] = field(default_factory=dict)
+    flushes: int = 0
+    store_errors: int = 0
+    last_flush_ms: float = 0.0
+
+
+class StoreWriter:
+    def __init__(
+        self,
+        store: Store,
+        bootstrap: str,
+        tables: Mapping[str, str],
+        *,
+        group_id: str = "cxpulse-store-writer",
+        batch_rows: int = 50_000,
+        flush_seconds: float = 1.0,
+        on_flush: Callable[[WriterStats], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.tables = dict(tables)
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self.stats = WriterStats()
+        self._on_flush = on_flush
+        self._buffers: dict[str, list[Any]] = {table: [] for table in self.tables.values()}
+        self._buffered = 0
+        self._oldest: float | None = None
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._paused = False
+        self._retry_at = 0.0
+        self._backoff = 0.5
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",
+            }
+        )
+        self._consumer.subscribe(list(self.tables), on_revoke=self._on_revoke)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Eager rebalancing revokes every partition and re-assigns from committed offsets, so
+        # rows that cannot be stored now are dropped here and read again after the rebalance.
+        if not self._try_flush():
+            self._clear()
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.poll_once()
+            self._try_flush()
+        finally:
+            self._consumer.close()
+
+    def poll_once(self, timeout_s: float = 0.2) -> None:
+        if self._paused and time.monotonic() >= self._retry_at:
+            self._try_flush()
+        messages = self._consumer.consume(num_messages=10_000, timeout=timeout_s)
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("store topic consume error: %s", error)
+                continue
+            self._add(message.topic(), message.partition(), message.offset(), message.value())
+        full = self._buffered >= self.batch_rows
+        due = self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
+        if (full or due) and not self._paused:
+            self._try_flush()
+
+    def _add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        if value is not None:
+            self._buffers[self.tables[topic]].append(orjson.Fragment(value))
+            self._buffered += 1
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+        self._offsets[(topic, partition)] = offset + 1
+
+    def _try_flush(self) -> bool:
+        if not self._offsets:
+            return True
+        started = time.perf_counter()
+        try:
+            for table, rows in self._buffers.items():
+                if rows:
+                    self.store.insert(table, rows)
+                    self.stats.rows_written[table] = self.stats.rows_written.get(table, 0) + len(
+                        rows
+                    )
+                    rows.clear()  # a later failure must not insert these again
+        except StoreError as exc:
+            self.stats.store_errors += 1
+            self._pause(exc)
+            return False
+        self._consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in self._offsets.items()],
+            asynchronous=False,
+        )
+        self._offsets.clear()
+        self._buffered = 0
+        self._oldest = None
+        self.stats.flushes += 1
+        self.stats.last_flush_ms = (time.perf_counter() - started) * 1000
+        if self._paused:
+            log.info("store is back; resuming consumption")
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False
+            self._backoff = 0.5
+        if self._on_flush is not None:
+            self._on_flush(self.stats)
+        return True
+
+    def _pause(self, exc: StoreError) -> None:
+        log.warning("store insert failed, retrying in %.1f s: %s", self._backoff, exc)
+        if not self._paused:
+            self._consumer.pause(self._consumer.assignment())
+            self._paused = True
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+
+    def _clear(self) -> None:
+        for rows in self._buffers.values():
+            rows.clear()
+        self._offsets.clear()
+        self._buffered = 0
+        self._oldest = None

@@ -1,0 +1,1 @@
+"""Stream processing: faust app, agents and Kafka adapters."""

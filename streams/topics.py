@@ -1,0 +1,57 @@
+"""Every Kafka topic cxpulse reads or writes, and their creation.
+
+Topics are created explicitly (the local broker has auto-creation off) so partition counts are a
+decision, not an accident: input, internal and store topics share `CXPULSE_TOPIC_PARTITIONS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+PORTAL = TopicSpec("cx.portal.v1", {"retention.ms": str(7 * DAY_MS)})
+CONTACT = TopicSpec("cx.contact.v1", {"retention.ms": str(7 * DAY_MS)})
+# Dead letters are kept as long as events are accepted (max_event_age) so they can be replayed.
+DLQ = TopicSpec("cx.dlq.v1", {"retention.ms": str(30 * DAY_MS)})
+# Rows on their way to the store; the writer commits only after inserting them.
+STORE_EVENTS_RAW = TopicSpec("cx.store.events_raw.v1", {"retention.ms": str(7 * DAY_MS)})
+
+INPUT_TOPICS = (PORTAL, CONTACT)
+# Store topic -> the ClickHouse table its rows go to.
+STORE_TABLES: dict[str, str] = {STORE_EVENTS_RAW.name: "events_raw"}
+ALL_TOPICS = (PORTAL, CONTACT, DLQ, STORE_EVENTS_RAW)
+
+
+def ensure_topics(
+    bootstrap: str, partitions: int, topics: tuple[TopicSpec, ...] = ALL_TOPICS
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [
+        NewTopic(t.name, num_partitions=partitions, replication_factor=-1, config=t.config)
+        for t in topics
+        if t.name not in existing
+    ]
+    if not missing:
+        return []
+    created = []
+    for name, future in admin.create_topics(missing, operation_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:  # a concurrent creator won the race: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+        else:
+            created.append(name)
+    return created

@@ -1,0 +1,59 @@
+"""`cxpulse up` (what `make run` runs): starts everything, stores rows, stops without leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cxpulse.deploy.kafka import free_port
+from tests.conftest import shared_libs_dir
+from tests.deploy.test_kafka_broker import _alive, _wait_dead
+
+
+def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    # Reuse the fetched jars instead of copying them into this data dir.
+    (data_dir / "kafka").mkdir(parents=True)
+    (data_dir / "kafka" / shared_libs_dir().name).symlink_to(shared_libs_dir())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXPULSE_")}
+    env.update(
+        CXPULSE_DATA_DIR=str(data_dir),
+        CXPULSE_KAFKA_PORT=str(free_port()),
+        CXPULSE_KAFKA_CONTROLLER_PORT=str(free_port()),
+        CXPULSE_WRITER_FLUSH_SECONDS="0.5",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxpulse.deploy.cli", "up", "--rate", "20"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    output: list[str] = []
+    stack: dict = {}
+    deadline = time.monotonic() + 120
+    try:
+        for line in proc.stdout:
+            output.append(line)
+            if not stack and (data_dir / "stack.json").exists():
+                stack = json.loads((data_dir / "stack.json").read_text())
+            if line.startswith("rows stored: events_raw=") and int(line.split("=")[1]) > 0:
+                break
+            assert time.monotonic() < deadline, "".join(output)
+        else:
+            raise AssertionError("up exited early:\n" + "".join(output))
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+        rest, _ = proc.communicate(timeout=90)
+        output.append(rest)
+    text = "".join(output)
+    assert proc.returncode == 0, text
+    assert "cxpulse is running" in text
+    assert "no process left running" in text
+    pids = [stack["broker_pid"], *stack["worker_pids"]]
+    assert all(isinstance(pid, int) for pid in pids)
+    assert all(_wait_dead(pid, 10) for pid in pids), [p for p in pids if _alive(p)]
+    assert not (data_dir / "stack.json").exists()

@@ -1,0 +1,94 @@
+"""The store interface on both backends: migrations, inserts, parameters, replacing semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxpulse.sinks import migrate as migrate_module
+from cxpulse.sinks.migrate import Migration, MigrationError, load_migrations, migrate
+from cxpulse.sinks.store import Store, StoreError, ch_time
+
+
+def _raw_row(event_id: str, received_ms: int, **overrides: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "event_id": event_id,
+        "type": "portal.session_started",
+        "occurred_at": ch_time(1_795_000_000_123),
+        "journey_key": "c-1",
+        "attrs": {"locale": "en-US"},
+        "payload": "{}",
+        "source_topic": "cx.portal.v1",
+        "source_partition": 0,
+        "source_offset": 7,
+        "received_at": ch_time(received_ms),
+    }
+    row.update(overrides)
+    return row
+
+
+def test_ch_time_is_exact() -> None:
+    assert ch_time(1_795_000_000_007) == "2026-11-18 11:06:40.007"
+    assert ch_time(0) == "1970-01-01 00:00:00.000"
+
+
+def test_migrate_is_idempotent_and_recorded(store: Store) -> None:
+    first = migrate(store)
+    assert [m.version for m in first] == [m.version for m in load_migrations()]
+    assert migrate(store) == []
+    recorded = store.query("SELECT version, name FROM schema_migrations FINAL ORDER BY version")
+    assert [(r["version"], r["name"]) for r in recorded] == [
+        (m.version, m.name) for m in load_migrations()
+    ]
+
+
+def test_an_edited_applied_migration_is_refused(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(store)
+    edited = [Migration(m.version, m.name, m.sql + "\n-- edited\n") for m in load_migrations()]
+    monkeypatch.setattr(migrate_module, "load_migrations", lambda: edited)
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        migrate(store)
+
+
+def test_statements_split_on_line_end_semicolons() -> None:
+    sql = (
+        "-- a comment; not a split\nCREATE TABLE a (x UInt8) ENGINE = Log;\n\nSELECT ';';\n-- end\n"
+    )
+    assert Migration(9, "x", sql).statements() == [
+        "-- a comment; not a split\nCREATE TABLE a (x UInt8) ENGINE = Log",
+        "SELECT ';'",
+    ]
+
+
+def test_insert_query_roundtrip_with_parameters(store: Store) -> None:
+    migrate(store)
+    assert store.insert("events_raw", [_raw_row("e1", 1), _raw_row("e2", 2)]) == 2
+    rows = store.query(
+        "SELECT event_id, occurred_at, attrs, source_offset FROM events_raw "
+        "WHERE event_id = {id:String}",
+        {"id": "e2"},
+    )
+    assert rows == [
+        {
+            "event_id": "e2",
+            "occurred_at": "2026-11-18 11:06:40.123",
+            "attrs": {"locale": "en-US"},
+            "source_offset": 7,
+        }
+    ]
+
+
+def test_a_replayed_row_counts_once(store: Store) -> None:
+    """The writer may insert a batch twice after a crash; FINAL collapses the copies."""
+    migrate(store)
+    store.insert("events_raw", [_raw_row("e1", 1)])
+    store.insert("events_raw", [_raw_row("e1", 2)])
+    assert store.query("SELECT count() AS n FROM events_raw")[0]["n"] == 2
+    final = store.query("SELECT count() AS n, max(received_at) AS r FROM events_raw FINAL")
+    assert final == [{"n": 1, "r": "1970-01-01 00:00:00.002"}]
+
+
+def test_errors_carry_clickhouse_message(store: Store) -> None:
+    with pytest.raises(StoreError, match=r"UNKNOWN_TABLE|does not exist"):
+        store.query("SELECT * FROM no_such_table")
