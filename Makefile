@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Re-install when the dependency declarations change.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml deploy/constraints.txt | sha256sum | cut -c1-16)
 
-.PHONY: setup run test lint format lock clean
+.PHONY: setup run test lint format lock bench clean
 
 setup: $(STAMP)
 	@$(BIN)/cxpulse kafka fetch
@@ -27,6 +27,10 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# Benchmarks write bench/results/<name>.json and .md.
+bench: setup
+	$(BIN)/python -m bench.validation
 
 format: setup
 	$(BIN)/ruff format .

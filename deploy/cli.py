@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.console import Console
 
@@ -20,7 +23,11 @@ app = typer.Typer(
 kafka_app = typer.Typer(
     help="The local Apache Kafka broker (KRaft, single node).", no_args_is_help=True
 )
+dlq_app = typer.Typer(help="The dead-letter topic: inspect and replay.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The event contract's generated files.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(schemas_app, name="schemas")
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -98,6 +105,90 @@ def kafka_status(
         raise typer.Exit(code=1)
 
 
+@schemas_app.command("export")
+def schemas_export() -> None:
+    """Rewrite schemas/json/event.v1.schema.json and docs/events.md from the Structs."""
+    from cxpulse.schemas.export import export
+
+    for path in export():
+        console.print(f"wrote {path}")
+
+
+def _bootstrap_or_fail() -> str:
+    from cxpulse.deploy.stack import resolve_bootstrap
+
+    try:
+        return resolve_bootstrap(_settings())
+    except KafkaError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    samples: Annotated[int, typer.Option(help="Samples shown per reason.", min=0)] = 3,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Count dead letters by reason and show samples (reads, never consumes)."""
+    from rich.table import Table
+
+    from cxpulse.streams.dlq import inspect, read_dead_letters
+
+    letters = read_dead_letters(_bootstrap_or_fail())
+    if reason:
+        letters = (letter for letter in letters if letter.reason == reason)
+    result = inspect(letters, samples)
+    if as_json:
+        console.print_json(json.dumps(result.as_json()))
+        return
+    table = Table(title=f"{result.total} dead letters")
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    for name, count in result.by_reason.items():
+        table.add_row(name, str(count))
+    console.print(table)
+    for name, letters_of_reason in result.samples.items():
+        console.print(f"[bold]{name}[/bold]")
+        for letter in letters_of_reason:
+            console.print(
+                f"  {letter.source_topic}[{letter.source_partition}]@{letter.source_offset} "
+                f"{letter.received_at}: {letter.detail}\n    {letter.preview()!r}"
+            )
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[
+        list[str] | None, typer.Option(help="Replay only these reason codes (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only dead letters received at or after this RFC 3339 time.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, send nothing.")] = False,
+) -> None:
+    """Send selected dead letters' original bytes back to their source topics."""
+    from datetime import datetime
+
+    from cxpulse.streams.dlq import DeadLetter, read_dead_letters, replay
+
+    threshold = datetime.fromisoformat(since) if since else None
+    if threshold is not None and threshold.tzinfo is None:
+        raise _fail("--since needs a UTC offset, e.g. 2026-11-23T10:00:00+00:00")
+    reasons = set(reason or [])
+
+    def select(letter: DeadLetter) -> bool:
+        if reasons and letter.reason not in reasons:
+            return False
+        return threshold is None or datetime.fromisoformat(letter.received_at) >= threshold
+
+    bootstrap = _bootstrap_or_fail()
+    sent = replay(read_dead_letters(bootstrap), bootstrap, select, dry_run=dry_run)
+    verb = "would replay" if dry_run else "replayed"
+    total = sum(sent.values())
+    per_topic = "".join(f", {n} to {t}" for t, n in sent.items())
+    console.print(f"{verb} {total} dead letters{per_topic}")
+
+
 @app.command()
 def migrate() -> None:
     """Apply pending ClickHouse migrations (idempotent)."""
@@ -118,11 +209,19 @@ def migrate() -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run a stream worker (faust); start as many as there are partitions to share."""
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: a free port)."),
+    ] = None,
+) -> None:
+    """Run a stream worker (ingest + journey stage); start several to share the partitions."""
+    import threading
+
     from cxpulse.deploy.stack import resolve_bootstrap
-    from cxpulse.streams import topics
+    from cxpulse.streams import metrics, topics
     from cxpulse.streams.app import create_app, run_worker
+    from cxpulse.streams.ingest_stage import IngestStage
 
     settings = _settings()
     try:
@@ -130,7 +229,16 @@ def worker() -> None:
     except KafkaError as exc:
         raise _fail(str(exc)) from exc
     topics.ensure_topics(bootstrap, settings.topic_partitions)
-    run_worker(create_app(bootstrap, settings.topic_partitions), settings.log_level)
+    if metrics_port is not None:
+        console.print(f"metrics on http://127.0.0.1:{metrics.serve(metrics_port)}/metrics")
+    stop = threading.Event()
+    ingest = threading.Thread(target=IngestStage(bootstrap).run, args=(stop,), name="ingest")
+    ingest.start()
+    try:
+        run_worker(create_app(bootstrap, settings.topic_partitions), settings.log_level)
+    finally:
+        stop.set()
+        ingest.join(timeout=60)
 
 
 @app.command()
@@ -164,18 +272,152 @@ def writer() -> None:
         ).run(stop)
 
 
+def _progress(total: int | None, description: str) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns: list[Any] = [SpinnerColumn(), TextColumn(description)]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    else:
+        columns += [TextColumn("{task.completed:,} messages")]
+    columns += [TimeElapsedColumn()]
+    return Progress(*columns, console=err, transient=False)
+
+
+@app.command()
+def simulate(
+    output: Annotated[
+        str, typer.Option(help="'kafka', or a .jsonl file path to write instead.")
+    ] = "kafka",
+    rate: Annotated[float, typer.Option(help="Mean events per simulated second.", min=0.01)] = 50.0,
+    count: Annotated[int | None, typer.Option(help="Stop after this many clean events.")] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Simulated time to cover, e.g. 30m, 6h, 7d.")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Event time of the start: 'now', relative ('-7d') or RFC 3339. Default: now "
+            "when paced, else so the generated history ends now."
+        ),
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="As fast as possible instead of in real time.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Same seed, same traffic.")] = 42,
+    incident: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Raise drop-off at a step for a segment, repeatable: "
+            "'step=troubleshoot,start=+30m,end=+90m,extra=0.2,product_line=printers'."
+        ),
+    ] = None,
+    duplicates: Annotated[float, typer.Option(help="Share of events sent twice.")] = 0.0,
+    out_of_order: Annotated[float, typer.Option(help="Share delayed up to 30 s.")] = 0.0,
+    late: Annotated[float, typer.Option(help="Share delayed minutes to hours.")] = 0.0,
+    malformed: Annotated[float, typer.Option(help="Share followed by a malformed message.")] = 0.0,
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="Write the exact final figures of what was sent here.")
+    ] = None,
+) -> None:
+    """Generate realistic portal and contact-center traffic (with optional noise)."""
+    import time
+
+    from cxpulse.streams.simulator.groundtruth import load_funnels
+    from cxpulse.streams.simulator.model import SimConfig
+    from cxpulse.streams.simulator.noise import NoiseConfig
+    from cxpulse.streams.simulator.output import paced, send_to_kafka, write_jsonl
+    from cxpulse.streams.simulator.run import (
+        GroundTruthCollector,
+        Plan,
+        parse_duration_ms,
+        parse_incident,
+        parse_time_ms,
+    )
+
+    now_ms = time.time_ns() // 1_000_000
+    try:
+        duration_ms = parse_duration_ms(duration) if duration else None
+        span_ms = duration_ms or (int(count / rate * 1000) if count else 0)
+        default_start = "now" if not fast else f"-{span_ms}ms"
+        start_ms = parse_time_ms(start or default_start, now_ms)
+        incidents = tuple(parse_incident(text, start_ms, now_ms) for text in incident or [])
+        noise = NoiseConfig(
+            duplicates=duplicates, out_of_order=out_of_order, late=late, malformed=malformed
+        )
+        plan = Plan(SimConfig(seed=seed, start_ms=start_ms, rate=rate, incidents=incidents),
+                    noise, count, duration_ms)  # fmt: skip
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if ground_truth is not None and count is None and duration_ms is None:
+        raise _fail("--ground-truth needs --count or --duration (the run must end)")
+    messages = plan.messages() if fast else paced(plan.messages())
+    collector = GroundTruthCollector() if ground_truth is not None else None
+    with contextlib.ExitStack() as stack:
+        if output == "kafka":
+            sent = send_to_kafka(messages, _bootstrap_or_fail())
+        else:
+            sent = write_jsonl(messages, stack.enter_context(Path(output).open("wb")))
+        progress = stack.enter_context(_progress(count, f"simulating to {output}"))
+        task = progress.add_task("send", total=count)
+        try:
+            for message in sent:
+                if collector is not None:
+                    collector.observe(message, now_ms)
+                if message.kind == "event":
+                    progress.advance(task)
+        except KeyboardInterrupt:
+            err.print("stopped.")
+    if collector is not None and ground_truth is not None:
+        truth = collector.ground_truth(load_funnels())
+        ground_truth.write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
+        console.print(f"ground truth of {len(collector.events):,} distinct events: {ground_truth}")
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="A .jsonl file written by `cxpulse simulate`.")],
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="Pace by event time instead of as fast as possible.")
+    ] = False,
+    speed: Annotated[float, typer.Option(help="With --realtime: 2 sends twice as fast.")] = 1.0,
+) -> None:
+    """Send a JSON-lines file of messages (or plain events) to Kafka."""
+    from cxpulse.streams.simulator.output import paced, read_jsonl, send_to_kafka
+
+    if not file.exists():
+        raise _fail(f"{file} does not exist")
+    messages = read_jsonl(file)
+    if realtime:
+        messages = paced(messages, speed)
+    try:
+        with _progress(None, f"replaying {file}") as progress:
+            task = progress.add_task("send", total=None)
+            for _ in send_to_kafka(messages, _bootstrap_or_fail()):
+                progress.advance(task)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+
 @app.command()
 def up(
     no_simulator: Annotated[
         bool, typer.Option("--no-simulator", help="Run the stack without generated traffic.")
     ] = False,
-    rate: Annotated[float, typer.Option(help="Demo events per second.", min=0.1)] = 5.0,
+    rate: Annotated[float, typer.Option(help="Simulated events per second.", min=0.1)] = 20.0,
 ) -> None:
-    """Run everything locally: broker (unless configured), migrations, worker, writer, traffic."""
+    """Run everything locally: broker (unless configured), migrations, worker, writer, simulator."""
     from cxpulse.deploy.stack import Stack
 
     try:
-        code = Stack(_settings(), simulator=not no_simulator, demo_rate=rate).run()
+        code = Stack(_settings(), simulator=not no_simulator, rate=rate).run()
     except KafkaError as exc:
         raise _fail(str(exc)) from exc
     raise typer.Exit(code=code)

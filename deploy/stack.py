@@ -29,7 +29,9 @@ from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import open_store
 from cxpulse.sinks.writer import StoreWriter
 from cxpulse.streams import topics
-from cxpulse.streams.demo import run_demo_producer
+from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.output import paced, send_to_kafka
+from cxpulse.streams.simulator.run import Plan
 
 log = logging.getLogger(__name__)
 console = Console(highlight=False, soft_wrap=True)
@@ -57,6 +59,15 @@ def resolve_bootstrap(settings: Settings) -> str:
         "no Kafka broker: set CXPULSE_KAFKA_BOOTSTRAP, or start the local one with "
         "`cxpulse kafka start` (or run the whole stack with `cxpulse up`)."
     )
+
+
+def run_simulator(bootstrap: str, rate: float, stop: threading.Event) -> None:
+    """Live simulated traffic, paced to the wall clock, until `stop` is set."""
+    plan = Plan(SimConfig(seed=time.time_ns() % 1_000_000, start_ms=time.time_ns() // 1_000_000,
+                          rate=rate))  # fmt: skip
+    for _ in send_to_kafka(paced(plan.messages()), bootstrap):
+        if stop.is_set():
+            break
 
 
 def spawn_child(args: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
@@ -88,7 +99,7 @@ def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
 class Stack:
     settings: Settings
     simulator: bool = True
-    demo_rate: float = 5.0
+    rate: float = 20.0
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
@@ -127,9 +138,9 @@ class Stack:
             if self.simulator:
                 threads.append(
                     threading.Thread(
-                        target=run_demo_producer,
-                        args=(bootstrap, self.demo_rate, self.stop),
-                        name="producer",
+                        target=run_simulator,
+                        args=(bootstrap, self.rate, self.stop),
+                        name="simulator",
                     )
                 )
             for thread in threads:
@@ -185,7 +196,7 @@ class Stack:
         table.add_row("Migrations", f"{migrations_applied} applied now")
         table.add_row("Worker", f"pid {info['worker_pids'][0]}, log {info['logs']}/worker.log")
         table.add_row(
-            "Producer", f"demo portal events, {self.demo_rate:g}/s" if self.simulator else "off"
+            "Simulator", f"live traffic, about {self.rate:g} events/s" if self.simulator else "off"
         )
         table.add_row("Data dir", info["data_dir"])
         console.print(table)

@@ -1,35 +1,83 @@
-"""The faust application: its configuration and the ingest agent.
+"""The faust application: the journey agent over keyed batches, with its per-key state.
 
-faust owns consumption, partition assignment, rebalancing and offset commits; the agent consumes
-messages in batches (one faust hand-off per message caps a worker near 11,000 events/s, design
-section 11) and hands its output to a confluent-kafka producer, flushing it before the batch is
-acknowledged so that offsets never run ahead of what was produced.
+faust owns consumption of `cx.keyed.v1`, partition assignment, rebalancing and offset commits.
+Each message is a batch of up to 1,000 events of one partition, so faust's per-message cost is
+paid once per batch. State lives in memory per partition and is persisted by writing every
+changed key to the compacted state topic; after a rebalance a partition's state is re-read from
+that topic before its first message is processed. Output goes through a confluent-kafka producer
+and is flushed before the message is acknowledged, so committed offsets never run ahead of the
+state and rows they produced.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 
 import faust
-from faust.types import EventT
+from faust.types import TP
 
-from cxpulse.streams import topics
-from cxpulse.streams.ingest import (
-    DeadLetter,
-    Source,
-    dead_letter_record,
-    parse_envelope,
-    raw_event_row,
-)
+from cxpulse.streams import metrics, topics
+from cxpulse.streams.ingest import decode_batch
+from cxpulse.streams.keyed import KeyState, apply, encode_state, expired_keys
 from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.state_store import restore_partition
 
 log = logging.getLogger(__name__)
 
 APP_ID = "cxpulse"
-BATCH_MAX = 5_000
-BATCH_WITHIN_S = 0.2
+SWEEP_INTERVAL_S = 300.0
+
+
+class JourneyStage:
+    """Per-partition key state and the processing of one keyed batch message."""
+
+    def __init__(self, bootstrap: str, output: JsonProducer) -> None:
+        self.bootstrap = bootstrap
+        self.output = output
+        self.partitions: dict[int, dict[str, KeyState]] = {}
+
+    def states(self, partition: int) -> dict[str, KeyState]:
+        states = self.partitions.get(partition)
+        if states is None:
+            states = restore_partition(self.bootstrap, topics.STATE.name, partition)
+            self.partitions[partition] = states
+            metrics.KEYS.set(self.key_count())
+        return states
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop state of partitions this worker may no longer own; re-read when needed again."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+        metrics.KEYS.set(self.key_count())
+
+    def key_count(self) -> int:
+        return sum(len(states) for states in self.partitions.values())
+
+    def process(self, partition: int, value: bytes) -> None:
+        states = self.states(partition)
+        outcome = apply(states, decode_batch(value))
+        for key in outcome.changed:
+            self.output.send(topics.STATE.name, key, encode_state(states[key]), partition)
+        for key, row in outcome.raw_rows:
+            self.output.send(topics.STORE_EVENTS_RAW.name, key, row)
+        for reason, letter in outcome.dead_letters:
+            self.output.send(topics.DLQ.name, None, letter)
+            metrics.DEAD_LETTERS.labels("journeys", reason).inc()
+        metrics.EVENTS_ACCEPTED.inc(outcome.accepted)
+        metrics.DUPLICATES.inc(outcome.duplicates)
+        if outcome.changed:
+            metrics.KEYS.set(self.key_count())
+
+    def sweep(self, now_ms: int) -> int:
+        """Forget keys no future event can reach, with a tombstone so restores forget them too."""
+        removed = 0
+        for partition, states in self.partitions.items():
+            for key in list(expired_keys(states, now_ms)):
+                del states[key]
+                self.output.send(topics.STATE.name, key, None, partition)
+                removed += 1
+        return removed
 
 
 def create_app(bootstrap: str, partitions: int) -> faust.App:
@@ -40,43 +88,32 @@ def create_app(bootstrap: str, partitions: int) -> faust.App:
         web_enabled=False,
         topic_partitions=partitions,
         consumer_auto_offset_reset="earliest",
-        broker_commit_every=BATCH_MAX,
+        broker_commit_every=100,
         broker_commit_interval=1.0,
         producer_compression_type="lz4",
     )
     output = JsonProducer(bootstrap)
-    source = app.topic(*(t.name for t in topics.INPUT_TOPICS), value_serializer="raw")
+    stage = JourneyStage(bootstrap, output)
+    keyed = app.topic(topics.KEYED.name, value_serializer="raw")
 
-    @app.agent(source, name="ingest")
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            process_batch(events, output)
+    @app.agent(keyed, name="journeys")
+    async def journeys(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            stage.process(message.partition, message.value)
             # Acknowledged (and later committed) only once this returns: output is in Kafka.
             await app.loop.run_in_executor(None, output.flush)
 
+    @app.timer(SWEEP_INTERVAL_S)
+    async def sweep() -> None:
+        if stage.sweep(time.time_ns() // 1_000_000):
+            await app.loop.run_in_executor(None, output.flush)
+
+    async def on_revoked(_sender: faust.App, revoked: set[TP], **_: object) -> None:
+        stage.forget({tp.partition for tp in revoked if tp.topic == topics.KEYED.name})
+
+    app.on_partitions_revoked.connect(on_revoked)
     return app
-
-
-def process_batch(events: Sequence[EventT], output: JsonProducer) -> None:
-    received_ms = time.time_ns() // 1_000_000
-    for event in events:
-        message = event.message
-        raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
-        source = Source(message.topic, message.partition, message.offset)
-        parsed = parse_envelope(raw)
-        if isinstance(parsed, DeadLetter):
-            record = dead_letter_record(parsed, raw, source, received_ms)
-            output.send(topics.DLQ.name, None, record)
-            log.warning(
-                "dead-lettered %s:%s@%s: %s",
-                source.topic,
-                source.partition,
-                source.offset,
-                parsed.reason,
-            )
-            continue
-        row = raw_event_row(parsed, raw, source, received_ms)
-        output.send(topics.STORE_EVENTS_RAW.name, parsed.journey_key, row)
 
 
 def run_worker(app: faust.App, loglevel: str) -> None:

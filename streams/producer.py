@@ -32,17 +32,27 @@ def producer_config(bootstrap: str) -> dict[str, object]:
 
 
 class JsonProducer:
-    """Produces JSON-encoded dicts; `flush()` returns only when all of them are acknowledged."""
+    """Produces JSON (dicts, or bytes already encoded; None is a tombstone).
+
+    `flush()` returns only when everything sent is acknowledged.
+    """
 
     def __init__(self, bootstrap: str) -> None:
         self._producer = Producer(producer_config(bootstrap))
         self._errors: list[KafkaError] = []
 
-    def send(self, topic: str, key: str | bytes | None, value: object) -> None:
-        payload = value if isinstance(value, bytes) else orjson.dumps(value)
+    def send(
+        self, topic: str, key: str | bytes | None, value: object, partition: int | None = None
+    ) -> None:
+        payload = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
         while True:
             try:
-                self._producer.produce(topic, payload, key, on_delivery=self._on_delivery)
+                if partition is None:
+                    self._producer.produce(topic, payload, key, on_delivery=self._on_delivery)
+                else:
+                    self._producer.produce(
+                        topic, payload, key, partition=partition, on_delivery=self._on_delivery
+                    )
                 return
             except BufferError:  # local queue full: let librdkafka send some, then retry
                 self._producer.poll(0.05)
@@ -62,3 +72,10 @@ class JsonProducer:
             errors, self._errors = self._errors, []
             # With an infinite message timeout only fatal errors get here (e.g. a deleted topic).
             raise RuntimeError(f"Kafka rejected {len(errors)} messages, first: {errors[0]}")
+
+    def partitions(self, topic: str) -> int:
+        """Partition count of an existing topic (for explicit co-partitioning)."""
+        metadata = self._producer.list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is not None:
+            raise RuntimeError(f"topic {topic} is not available: {metadata.error}")
+        return len(metadata.partitions)

@@ -23,13 +23,20 @@ PORTAL = TopicSpec("cx.portal.v1", {"retention.ms": str(7 * DAY_MS)})
 CONTACT = TopicSpec("cx.contact.v1", {"retention.ms": str(7 * DAY_MS)})
 # Dead letters are kept as long as events are accepted (max_event_age) so they can be replayed.
 DLQ = TopicSpec("cx.dlq.v1", {"retention.ms": str(30 * DAY_MS)})
+# Valid events, re-keyed by journey key and batched per partition by the ingest stage.
+KEYED = TopicSpec("cx.keyed.v1", {"retention.ms": str(7 * DAY_MS)})
+# Per-journey-key state of the journey stage; compacted, it is the stage's recovery log.
+STATE = TopicSpec(
+    "cx.state.keys.v1",
+    {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000), "min.compaction.lag.ms": "0"},
+)
 # Rows on their way to the store; the writer commits only after inserting them.
 STORE_EVENTS_RAW = TopicSpec("cx.store.events_raw.v1", {"retention.ms": str(7 * DAY_MS)})
 
 INPUT_TOPICS = (PORTAL, CONTACT)
 # Store topic -> the ClickHouse table its rows go to.
 STORE_TABLES: dict[str, str] = {STORE_EVENTS_RAW.name: "events_raw"}
-ALL_TOPICS = (PORTAL, CONTACT, DLQ, STORE_EVENTS_RAW)
+ALL_TOPICS = (PORTAL, CONTACT, DLQ, KEYED, STATE, STORE_EVENTS_RAW)
 
 
 def ensure_topics(

@@ -1,80 +1,89 @@
-"""Envelope checks of the ingest slice: what is stored, what is dead-lettered and why."""
+"""Ingest routing: validation, dead letters with the original bytes, co-partitioned batches."""
 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+import copy
+import zlib
 
 import orjson
-import pytest
 
 from cxpulse.streams.ingest import (
-    DeadLetter,
-    Envelope,
+    MAX_BATCH_EVENTS,
     Source,
-    dead_letter_record,
-    parse_envelope,
-    raw_event_row,
+    decode_batch,
+    encode_batch,
+    partition_for,
+    route,
 )
-from cxpulse.streams.keys import journey_key
+from tests.schemas.examples import EXAMPLES, NOW_MS
 
-# 2026-11-23T10:00:00.250+01:00 is 09:00:00.250 UTC.
-OCCURRED_MS = int(datetime(2026, 11, 23, 9, 0, 0, 250_000, tzinfo=UTC).timestamp() * 1000)
-RECEIVED_MS = int(datetime(2026, 11, 23, 9, 0, 1, tzinfo=UTC).timestamp() * 1000)
-
-GOOD = {
-    "event_id": "e-1",
-    "schema_version": 1,
-    "type": "portal.session_started",
-    "occurred_at": "2026-11-23T10:00:00.250+01:00",
-    "customer_id": None,
-    "session_id": "s-9",
-    "attrs": {"locale": "de-DE"},
-    "data": {"entry": "support_home"},
-}
+SRC = Source("cx.portal.v1", 2, 40)
 
 
-def test_journey_key_prefers_customer() -> None:
-    assert journey_key("c-1", "s-1") == "c-1"
-    assert journey_key(None, "s-1") == "s:s-1"
-    assert journey_key("", "s-1") == "s:s-1"
+def _event(event_type: str, **changes: object) -> bytes:
+    doc = copy.deepcopy(EXAMPLES[event_type])
+    doc.update(changes)
+    return orjson.dumps(doc)
 
 
-def test_valid_event_becomes_a_row() -> None:
-    raw = orjson.dumps(GOOD)
-    env = parse_envelope(raw)
-    assert env == Envelope(
-        "e-1", "portal.session_started", OCCURRED_MS, "s:s-9", {"locale": "de-DE"}
-    )
-    row = raw_event_row(env, raw, Source("cx.portal.v1", 3, 42), RECEIVED_MS)
-    assert row["occurred_at"] == "2026-11-23 09:00:00.250"
-    assert row["payload"] == raw.decode()
-    assert (row["source_topic"], row["source_partition"], row["source_offset"]) == (
+def test_partition_is_stable_and_in_range() -> None:
+    assert partition_for("cust-1", 4) == partition_for("cust-1", 4)
+    assert {partition_for(f"k{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+    # Pinned (CRC-32): a change would separate keys from their stored state after an upgrade.
+    assert [partition_for(k, 1000) for k in ("cust-1", "s:sess-1", "")] == [
+        zlib.crc32(k.encode()) % 1000 for k in ("cust-1", "s:sess-1", "")
+    ]
+
+
+def test_valid_events_are_batched_by_the_partition_of_their_key() -> None:
+    raws = [
+        _event("portal.session_started", event_id=f"e{i}", customer_id=f"c{i}") for i in range(50)
+    ]
+    routed = route([(raw, SRC) for raw in raws], 4, NOW_MS)
+    assert routed.accepted == 50
+    assert not routed.dead_letters
+    seen = []
+    for partition, chunks in routed.keyed.items():
+        for chunk in chunks:
+            for record in decode_batch(encode_batch(chunk)):
+                assert partition_for(record.key, 4) == partition
+                assert (record.topic, record.partition, record.offset) == ("cx.portal.v1", 2, 40)
+                assert record.received_ms == NOW_MS
+                seen.append(bytes(record.event))
+    assert sorted(seen) == sorted(raws)
+
+
+def test_batches_are_split_at_the_event_limit() -> None:
+    raws = [
+        (_event("portal.step_viewed", event_id=f"e{i}"), SRC)
+        for i in range(2 * MAX_BATCH_EVENTS + 1)
+    ]
+    routed = route(raws, 1, NOW_MS)
+    assert [len(chunk) for chunk in routed.keyed[0]] == [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS, 1]
+
+
+def test_a_contact_linked_to_an_anonymous_session_is_also_sent_to_that_session() -> None:
+    doc = copy.deepcopy(EXAMPLES["cc.contact_started"])
+    doc["data"]["linked_session_id"] = "anon-9"
+    routed = route([(orjson.dumps(doc), SRC)], 8, NOW_MS)
+    records = [r for chunks in routed.keyed.values() for chunk in chunks for r in chunk]
+    assert sorted((r.key, r.link) for r in records) == [("cust-1", False), ("s:anon-9", True)]
+    assert routed.accepted == 1
+
+
+def test_rejects_become_dead_letters_with_the_original_bytes() -> None:
+    bad = b"\x00\x01 not an event"
+    routed = route([(bad, SRC)], 4, NOW_MS)
+    assert routed.accepted == 0
+    assert not routed.keyed
+    [(reason, letter)] = routed.dead_letters
+    record = orjson.loads(letter)
+    assert reason == record["reason"] == "invalid_json"
+    assert base64.b64decode(record["original_b64"]) == bad
+    assert (record["source_topic"], record["source_partition"], record["source_offset"]) == (
         "cx.portal.v1",
-        3,
-        42,
+        2,
+        40,
     )
-
-
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        (b"\xff\xfe not json", "invalid_json"),
-        (b"[1, 2]", "not_an_object"),
-        (orjson.dumps({**GOOD, "event_id": ""}), "invalid_field"),
-        (orjson.dumps({**GOOD, "event_id": "x" * 65}), "invalid_field"),
-        (orjson.dumps({**GOOD, "type": 5}), "invalid_field"),
-        (orjson.dumps({**GOOD, "occurred_at": "2026-11-23T10:00:00"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "occurred_at": "yesterday"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "attrs": {"a": 1}}), "invalid_field"),
-    ],
-)
-def test_bad_input_is_dead_lettered_with_a_reason(raw: bytes, reason: str) -> None:
-    result = parse_envelope(raw)
-    assert isinstance(result, DeadLetter)
-    assert result.reason == reason
-    record = dead_letter_record(result, raw, Source("cx.portal.v1", 0, 5), RECEIVED_MS)
-    assert base64.b64decode(record["original_b64"]) == raw
-    assert record["received_at"] == "2026-11-23T09:00:01+00:00"
-    assert record["reason"] == reason
-    assert record["detail"]
+    assert record["received_at"] == "2026-11-23T12:00:00+00:00"

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,13 @@ from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.sinks.writer import StoreWriter
 from cxpulse.streams import topics
+
+# A recent time in another offset, with milliseconds: stored exactly, in UTC.
+OCCURRED = (
+    (datetime.now(UTC) - timedelta(hours=1))
+    .replace(microsecond=250_000)
+    .astimezone(timezone(timedelta(hours=1)))
+)
 
 
 @pytest.fixture
@@ -62,7 +70,7 @@ def test_event_reaches_clickhouse_and_bad_bytes_reach_the_dlq(
         "event_id": event_id,
         "schema_version": 1,
         "type": "portal.session_started",
-        "occurred_at": "2026-11-23T10:00:00.250+01:00",
+        "occurred_at": OCCURRED.isoformat(),
         "customer_id": "cust-42",
         "session_id": "sess-1",
         "attrs": {"product_line": "printers"},
@@ -97,7 +105,7 @@ def test_event_reaches_clickhouse_and_bad_bytes_reach_the_dlq(
     assert len(rows) == 1
     row = rows[0]
     assert row["type"] == "portal.session_started"
-    assert row["occurred_at"] == "2026-11-23 09:00:00.250"
+    assert row["occurred_at"] == OCCURRED.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.250")
     assert row["journey_key"] == "cust-42"  # re-keyed by customer, not the producer's key
     assert row["attrs"] == {"product_line": "printers"}
     assert row["source_topic"] == topics.PORTAL.name

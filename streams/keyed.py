@@ -1,0 +1,135 @@
+"""Per-journey-key state: the key's distinct events, deduplicated by event_id.
+
+Every copy of an event reaches the same key (copies share their journey key), so checking the
+key's own events is an exact duplicate test: no false positives, no window to size. The state
+survives restarts because each changed key's state is written to a compacted topic before the
+input is acknowledged (`state_store.py`), so reprocessing after a crash finds the events already
+present and changes nothing.
+
+Retention (design section 5): a key keeps the events of the last `retention_ms` [7 d] before its
+own newest event, so replaying days-old history gives the same result as live traffic. An event
+older than that for its key cannot change any window still open and is dead-lettered
+(`beyond_retention`); a whole key is forgotten once even a maximally old new event
+(`MAX_EVENT_AGE_MS`) could no longer reach its events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from cxpulse.schemas.events import Event
+from cxpulse.schemas.validate import MAX_EVENT_AGE_MS, Rejection, decode_trusted, event_time_ms
+from cxpulse.sinks.store import ch_time
+from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter
+
+RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+class KeyState(msgspec.Struct):
+    """What the stage remembers about one journey key (also its wire format in the state topic)."""
+
+    events: dict[str, Event] = {}
+    # Copies of contacts that name one of this key's anonymous sessions (not this key's events).
+    links: dict[str, Event] = {}
+    newest_ms: int = 0
+    revision: int = 0
+
+
+_STATE_ENCODER = msgspec.json.Encoder()
+_STATE_DECODER = msgspec.json.Decoder(KeyState)
+
+
+def encode_state(state: KeyState) -> bytes:
+    return _STATE_ENCODER.encode(state)
+
+
+def decode_state(value: bytes) -> KeyState:
+    return _STATE_DECODER.decode(value)
+
+
+@dataclass
+class Outcome:
+    """What applying a batch produced: rows to store, keys whose state changed, counts."""
+
+    raw_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    dead_letters: list[tuple[str, bytes]] = field(default_factory=list)
+    accepted: int = 0
+    duplicates: int = 0
+
+
+def raw_event_row(key: str, event: Event, record: KeyedRecord) -> dict[str, Any]:
+    """The `events_raw` row of an accepted event: its original bytes and where it came from."""
+    return {
+        "event_id": event.event_id,
+        "type": type(event).__struct_config__.tag,
+        "occurred_at": ch_time(event_time_ms(event)),
+        "journey_key": key,
+        "attrs": event.attrs,
+        "payload": bytes(record.event).decode(),
+        "source_topic": record.topic,
+        "source_partition": record.partition,
+        "source_offset": record.offset,
+        "received_at": ch_time(record.received_ms),
+    }
+
+
+def apply(
+    states: dict[str, KeyState], records: Iterable[KeyedRecord], retention_ms: int = RETENTION_MS
+) -> Outcome:
+    """Add a batch of keyed records to the states of their keys."""
+    out = Outcome()
+    for record in records:
+        event = decode_trusted(bytes(record.event))
+        state = states.get(record.key)
+        if state is None:
+            state = states[record.key] = KeyState(events={}, links={})
+        occurred_ms = event_time_ms(event)
+        target = state.links if record.link else state.events
+        if event.event_id in target:
+            if not record.link:
+                out.duplicates += 1
+            continue
+        if occurred_ms < state.newest_ms - retention_ms:
+            if not record.link:
+                rejection = Rejection(
+                    "beyond_retention",
+                    f"event is more than {retention_ms // 86_400_000} d older than the newest "
+                    f"event of its journey key {record.key!r}",
+                )
+                source = Source(record.topic, record.partition, record.offset)
+                out.dead_letters.append(
+                    (rejection.reason, dead_letter(rejection, bytes(record.event), source,
+                                                   record.received_ms))
+                )  # fmt: skip
+            continue
+        target[event.event_id] = event
+        if not record.link:
+            out.accepted += 1
+            out.raw_rows.append((record.key, raw_event_row(record.key, event, record)))
+        if occurred_ms > state.newest_ms:
+            state.newest_ms = occurred_ms
+            _prune(state, retention_ms)
+        state.revision += 1
+        out.changed.add(record.key)
+    return out
+
+
+def _prune(state: KeyState, retention_ms: int) -> None:
+    horizon = state.newest_ms - retention_ms
+    for events in (state.events, state.links):
+        stale = [eid for eid, ev in events.items() if event_time_ms(ev) < horizon]
+        for eid in stale:
+            del events[eid]
+
+
+def expired_keys(
+    states: dict[str, KeyState], now_ms: int, retention_ms: int = RETENTION_MS
+) -> Iterator[str]:
+    """Keys no valid future event can reach: any new event is at most MAX_EVENT_AGE_MS old."""
+    horizon = now_ms - MAX_EVENT_AGE_MS - retention_ms
+    return (key for key, state in states.items() if state.newest_ms < horizon)

@@ -1,0 +1,112 @@
+"""A simulation run: clean traffic cut to a count or duration, noise on top, and its ground truth.
+
+The ground truth is computed from the messages actually produced, validated by the event
+contract and deduplicated by event_id, never from what the generator meant to do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from cxpulse.schemas.validate import Rejection, validate
+from cxpulse.streams.simulator.groundtruth import compute_ground_truth
+from cxpulse.streams.simulator.model import Incident, SimConfig, generate, parse_ms
+from cxpulse.streams.simulator.noise import Message, NoiseConfig, add_noise
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """'90s', '30m', '6h', '7d' -> milliseconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 6h or 7d")
+    return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
+
+
+def parse_time_ms(text: str, now_ms: int, relative_to: int | None = None) -> int:
+    """'now', '-2h' / '+30m' (relative to `relative_to`, default now) or RFC 3339 with offset."""
+    text = text.strip()
+    if text == "now":
+        return now_ms
+    if text[:1] in "+-":
+        sign = -1 if text[0] == "-" else 1
+        return (now_ms if relative_to is None else relative_to) + sign * parse_duration_ms(text[1:])
+    stamp = datetime.fromisoformat(text)
+    if stamp.tzinfo is None:
+        raise ValueError(f"{text!r} needs a UTC offset, e.g. 2026-11-23T10:00:00+00:00")
+    return parse_ms(stamp.isoformat())
+
+
+def parse_incident(text: str, start_ms: int, now_ms: int) -> Incident:
+    """'step=troubleshoot,start=+30m,end=+90m,extra=0.2,product_line=printers'.
+
+    start/end are relative to the simulation start (or absolute RFC 3339); every key other than
+    step/start/end/extra selects the segment.
+    """
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"incident part {part!r} is not name=value")
+        fields[name.strip()] = value.strip()
+    if "step" not in fields:
+        raise ValueError("an incident needs step=<funnel step>")
+    step = fields.pop("step")
+    begin = parse_time_ms(fields.pop("start", "+0s"), now_ms, start_ms)
+    end_text = fields.pop("end", None)
+    end = parse_time_ms(end_text, now_ms, start_ms) if end_text else None
+    extra = float(fields.pop("extra", "0.2"))
+    return Incident(step=step, segment=fields, start_ms=begin, end_ms=end, extra_dropoff=extra)
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: SimConfig
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    count: int | None = None  # clean events
+    duration_ms: int | None = None
+
+    def messages(self) -> Iterator[Message]:
+        events: Iterator[dict[str, Any]] = generate(self.config)
+        if self.duration_ms is not None:
+            end_ms = self.config.start_ms + self.duration_ms
+            events = itertools.takewhile(lambda e: parse_ms(e["occurred_at"]) < end_ms, events)
+        if self.count is not None:
+            events = itertools.islice(events, self.count)
+        return add_noise(events, self.noise, seed=self.config.seed)
+
+
+@dataclass
+class GroundTruthCollector:
+    """The distinct valid events of the messages it sees, as the pipeline accepts them."""
+
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def observe(self, message: Message, now_ms: int | None = None) -> None:
+        received = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        outcome = validate(message.value, received)
+        if isinstance(outcome, Rejection):
+            kind = "dead_lettered"
+        elif outcome.event_id in self.events:
+            kind = "duplicates"
+        else:
+            kind = "accepted"
+            self.events[outcome.event_id] = orjson.loads(message.value)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def ground_truth(
+        self, funnels: Sequence[dict[str, Any]], as_of_ms: int | None = None
+    ) -> dict[str, Any]:
+        truth = compute_ground_truth(self.events.values(), funnels, as_of_ms=as_of_ms)
+        return {"messages": dict(self.counts), **truth}

@@ -1,0 +1,60 @@
+"""Restore the journey stage's per-key state from its compacted topic.
+
+The state topic is co-partitioned with `cx.keyed.v1` (the same partition number holds the same
+keys), so a worker that is assigned keyed partition p reads state partition p from the beginning
+to its end offset and has every key's latest state; a tombstone deletes a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from cxpulse.streams.keyed import KeyState, decode_state
+
+log = logging.getLogger(__name__)
+
+RESTORE_TIMEOUT_S = 600
+
+
+def restore_partition(bootstrap: str, topic: str, partition: int) -> dict[str, KeyState]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"cxpulse-restore-{uuid.uuid4().hex}",  # never commits
+            "enable.auto.commit": False,
+        }
+    )
+    started = time.monotonic()
+    states: dict[str, KeyState] = {}
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high <= low:
+            return states
+        tp = TopicPartition(topic, partition, OFFSET_BEGINNING)
+        consumer.assign([tp])
+        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        # position() also steps over offsets that compaction removed.
+        while consumer.position([tp])[0].offset < high:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"restoring {topic}[{partition}] exceeded {RESTORE_TIMEOUT_S} s")
+            for message in consumer.consume(10_000, timeout=1.0):
+                error = message.error()
+                if error is not None:
+                    raise KafkaException(error)
+                key = message.key().decode()
+                value = message.value()
+                if value is None:
+                    states.pop(key, None)
+                else:
+                    states[key] = decode_state(value)
+    finally:
+        consumer.close()
+    log.info(
+        "restored %d keys of %s[%d] in %.2f s", len(states), topic, partition,
+        time.monotonic() - started,
+    )  # fmt: skip
+    return states
