@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from cxpulse.deploy.kafka import KafkaError
@@ -33,7 +35,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = f"CXPULSE_{'_'.join(str(part) for part in error['loc']).upper()}"
+            err.print(f"[red]error:[/red] {name}: {error['msg']} (got {error.get('input')!r})")
+        raise typer.Exit(code=2) from None
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -220,7 +228,8 @@ def worker(
 
     from cxpulse.deploy.stack import resolve_bootstrap
     from cxpulse.streams import metrics, topics
-    from cxpulse.streams.app import create_app, run_worker
+    from cxpulse.streams.app import create_app, die, run_worker
+    from cxpulse.streams.funnels import FunnelConfigError, load_funnels
     from cxpulse.streams.ingest_stage import IngestStage
 
     settings = _settings()
@@ -231,11 +240,23 @@ def worker(
     topics.ensure_topics(bootstrap, settings.topic_partitions)
     if metrics_port is not None:
         console.print(f"metrics on http://127.0.0.1:{metrics.serve(metrics_port)}/metrics")
+    try:
+        funnels = load_funnels(settings.funnels_file)
+    except FunnelConfigError as exc:
+        raise _fail(str(exc)) from exc
     stop = threading.Event()
-    ingest = threading.Thread(target=IngestStage(bootstrap).run, args=(stop,), name="ingest")
+    stage = IngestStage(bootstrap)
+
+    def run_ingest() -> None:
+        try:
+            stage.run(stop)
+        except Exception:
+            die("the ingest stage failed")  # never a worker that looks alive but ingests nothing
+
+    ingest = threading.Thread(target=run_ingest, name="ingest")
     ingest.start()
     try:
-        run_worker(create_app(bootstrap, settings.topic_partitions), settings.log_level)
+        run_worker(create_app(bootstrap, settings.topic_partitions, funnels), settings.log_level)
     finally:
         stop.set()
         ingest.join(timeout=60)
@@ -415,10 +436,12 @@ def up(
 ) -> None:
     """Run everything locally: broker (unless configured), migrations, worker, writer, simulator."""
     from cxpulse.deploy.stack import Stack
+    from cxpulse.sinks.migrate import MigrationError
+    from cxpulse.sinks.store import StoreError
 
     try:
         code = Stack(_settings(), simulator=not no_simulator, rate=rate).run()
-    except KafkaError as exc:
+    except (KafkaError, StoreError, MigrationError) as exc:
         raise _fail(str(exc)) from exc
     raise typer.Exit(code=code)
 
@@ -431,7 +454,8 @@ def status(
     settings = _settings()
     try:
         info = json.loads(settings.stack_file.read_text())
-    except FileNotFoundError:
+        os.kill(int(info["pid"]), 0)
+    except (FileNotFoundError, ProcessLookupError, ValueError, KeyError):
         err.print(f"no cxpulse stack is running from {settings.data_dir.resolve()}")
         raise typer.Exit(code=1) from None
     if as_json:

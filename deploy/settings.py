@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     writer_flush_seconds: float = Field(
         1.0, gt=0, description="...or once its oldest buffered row is this old."
     )
+    funnels_file: Path | None = Field(
+        None,
+        description="YAML file of funnel definitions. Unset: streams/funnels.yaml.",
+    )
     log_level: str = Field("info", description="Log level of cxpulse processes.")
 
     @field_validator("log_level")

@@ -34,6 +34,7 @@ from cxpulse.streams.simulator.output import paced, send_to_kafka
 from cxpulse.streams.simulator.run import Plan
 
 log = logging.getLogger(__name__)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -103,14 +104,18 @@ class Stack:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
+        """Run until Ctrl-C/SIGTERM or until a part dies; 0 on a requested stop, 1 otherwise."""
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         logs = settings.data_dir.resolve() / "logs"
         broker: KafkaBroker | None = None
         worker: subprocess.Popen[bytes] | None = None
-        threads: list[threading.Thread] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.stop.set())
+        store = None
+        writer_stop = threading.Event()
+        writer_thread: threading.Thread | None = None
+        simulator: threading.Thread | None = None
+        failure: str | None = "startup failed"
+        previous = {sig: signal.signal(sig, lambda *_: self.stop.set()) for sig in _SIGNALS}
         try:
             if settings.kafka_bootstrap:
                 bootstrap = settings.kafka_bootstrap
@@ -131,20 +136,20 @@ class Stack:
                 batch_rows=settings.writer_batch_rows,
                 flush_seconds=settings.writer_flush_seconds,
             )
-            threads.append(threading.Thread(target=writer.run, args=(self.stop,), name="writer"))
+            writer_thread = threading.Thread(target=writer.run, args=(writer_stop,), name="writer")
+            writer_thread.start()
             worker = spawn_child(
                 ["worker"], {"CXPULSE_KAFKA_BOOTSTRAP": bootstrap}, logs / "worker.log"
             )
             if self.simulator:
-                threads.append(
-                    threading.Thread(
-                        target=run_simulator,
-                        args=(bootstrap, self.rate, self.stop),
-                        name="simulator",
-                    )
+                # A daemon: a producer stuck on an unreachable broker must not keep `up` alive.
+                simulator = threading.Thread(
+                    target=run_simulator,
+                    args=(bootstrap, self.rate, self.stop),
+                    name="simulator",
+                    daemon=True,
                 )
-            for thread in threads:
-                thread.start()
+                simulator.start()
             info = {
                 "pid": os.getpid(),
                 "kafka_bootstrap": bootstrap,
@@ -160,32 +165,58 @@ class Stack:
             }
             settings.stack_file.write_text(json.dumps(info, indent=2))
             self._print_banner(info, len(applied))
-            self._supervise(writer, worker)
+            failure = self._supervise(writer, writer_thread, worker, broker)
         finally:
+            # In dependency order: traffic, worker (flushes its output), writer (stores what the
+            # worker produced), broker.
             self.stop.set()
+            if simulator is not None:
+                simulator.join(timeout=10)
             if worker is not None:
                 stop_child(worker)
-            for thread in threads:
-                thread.join(timeout=30)
+            if writer_thread is not None:
+                time.sleep(2 * settings.writer_flush_seconds)
+                writer_stop.set()
+                writer_thread.join(timeout=60)
+            if store is not None:
+                store.close()
             if broker is not None:
                 broker.stop()
             settings.stack_file.unlink(missing_ok=True)
-            console.print("cxpulse stopped; no process left running.")
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            left = int(worker is not None and worker.poll() is None)
+            left += int(broker is not None and broker.running_pid() is not None)
+            if left:
+                console.print(f"[red]cxpulse stopped, but {left} of its processes still run[/red]")
+            else:
+                console.print("cxpulse stopped; no process left running.")
+        if failure:
+            console.print(f"[red]{failure}[/red]")
+            return 1
         return 0
 
-    def _supervise(self, writer: StoreWriter, worker: subprocess.Popen[bytes]) -> None:
+    def _supervise(
+        self,
+        writer: StoreWriter,
+        writer_thread: threading.Thread,
+        worker: subprocess.Popen[bytes],
+        broker: KafkaBroker | None,
+    ) -> str | None:
+        """Wait for a stop request (None) or a dead part (what died)."""
         next_report = time.monotonic() + 5
         while not self.stop.wait(0.5):
             if worker.poll() is not None:
-                console.print(
-                    f"[red]the worker exited with code {worker.returncode}; "
-                    "see its log. Stopping.[/red]"
-                )
-                return
+                return f"the worker exited with code {worker.returncode}; see its log"
+            if not writer_thread.is_alive():
+                return "the store writer stopped; see the log above"
+            if broker is not None and broker.running_pid() is None:
+                return f"the Kafka broker exited; see {broker.logs_dir / 'server.log'}"
             if time.monotonic() >= next_report:
                 next_report += 5
                 stored = ", ".join(f"{t}={n}" for t, n in writer.stats.rows_written.items())
                 console.print(f"rows stored: {stored or 'none yet'}")
+        return None
 
     def _print_banner(self, info: dict[str, Any], migrations_applied: int) -> None:
         table = Table(title="cxpulse is running", show_header=False)

@@ -67,7 +67,15 @@ class StoreWriter:
                 "partition.assignment.strategy": "range",
             }
         )
-        self._consumer.subscribe(list(self.tables), on_revoke=self._on_revoke)
+        self._consumer.subscribe(
+            list(self.tables), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # librdkafka keeps a partition's pause flag across revoke and re-assign: start afresh.
+        consumer.resume(partitions)
+        self._paused = False
+        self._backoff = 0.5
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Eager rebalancing revokes every partition and re-assigns from committed offsets, so
@@ -124,10 +132,15 @@ class StoreWriter:
             self.stats.store_errors += 1
             self._pause(exc)
             return False
-        self._consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in self._offsets.items()],
-            asynchronous=False,
-        )
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in self._offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            # The rows are stored; re-reading them after a rebalance inserts copies that the
+            # ReplacingMergeTree tables collapse.
+            log.warning("writer commit failed (rows will be re-read and collapse): %s", exc)
         self._offsets.clear()
         self._buffered = 0
         self._oldest = None

@@ -1,4 +1,4 @@
-"""The faust application: the journey agent over keyed batches, with its per-key state.
+"""The faust application: the journey agent over keyed batches, and the closing timer.
 
 faust owns consumption of `cx.keyed.v1`, partition assignment, rebalancing and offset commits.
 Each message is a batch of up to 1,000 events of one partition, so faust's per-message cost is
@@ -12,75 +12,27 @@ state and rows they produced.
 from __future__ import annotations
 
 import logging
-import time
+import os
+from collections.abc import Sequence
+from typing import NoReturn
 
 import faust
 from faust.types import TP
 
-from cxpulse.streams import metrics, topics
-from cxpulse.streams.ingest import decode_batch
-from cxpulse.streams.keyed import KeyState, apply, encode_state, expired_keys
+from cxpulse.streams import topics
+from cxpulse.streams.funnels import FunnelSpec
+from cxpulse.streams.keyed import KeyState
 from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.stage import JourneyStage
 from cxpulse.streams.state_store import restore_partition
 
 log = logging.getLogger(__name__)
 
 APP_ID = "cxpulse"
-SWEEP_INTERVAL_S = 300.0
+TICK_INTERVAL_S = 5.0
 
 
-class JourneyStage:
-    """Per-partition key state and the processing of one keyed batch message."""
-
-    def __init__(self, bootstrap: str, output: JsonProducer) -> None:
-        self.bootstrap = bootstrap
-        self.output = output
-        self.partitions: dict[int, dict[str, KeyState]] = {}
-
-    def states(self, partition: int) -> dict[str, KeyState]:
-        states = self.partitions.get(partition)
-        if states is None:
-            states = restore_partition(self.bootstrap, topics.STATE.name, partition)
-            self.partitions[partition] = states
-            metrics.KEYS.set(self.key_count())
-        return states
-
-    def forget(self, partitions: set[int]) -> None:
-        """Drop state of partitions this worker may no longer own; re-read when needed again."""
-        for partition in partitions:
-            self.partitions.pop(partition, None)
-        metrics.KEYS.set(self.key_count())
-
-    def key_count(self) -> int:
-        return sum(len(states) for states in self.partitions.values())
-
-    def process(self, partition: int, value: bytes) -> None:
-        states = self.states(partition)
-        outcome = apply(states, decode_batch(value))
-        for key in outcome.changed:
-            self.output.send(topics.STATE.name, key, encode_state(states[key]), partition)
-        for key, row in outcome.raw_rows:
-            self.output.send(topics.STORE_EVENTS_RAW.name, key, row)
-        for reason, letter in outcome.dead_letters:
-            self.output.send(topics.DLQ.name, None, letter)
-            metrics.DEAD_LETTERS.labels("journeys", reason).inc()
-        metrics.EVENTS_ACCEPTED.inc(outcome.accepted)
-        metrics.DUPLICATES.inc(outcome.duplicates)
-        if outcome.changed:
-            metrics.KEYS.set(self.key_count())
-
-    def sweep(self, now_ms: int) -> int:
-        """Forget keys no future event can reach, with a tombstone so restores forget them too."""
-        removed = 0
-        for partition, states in self.partitions.items():
-            for key in list(expired_keys(states, now_ms)):
-                del states[key]
-                self.output.send(topics.STATE.name, key, None, partition)
-                removed += 1
-        return removed
-
-
-def create_app(bootstrap: str, partitions: int) -> faust.App:
+def create_app(bootstrap: str, partitions: int, funnels: Sequence[FunnelSpec]) -> faust.App:
     app = faust.App(
         APP_ID,
         broker=f"kafka://{bootstrap}",
@@ -93,27 +45,51 @@ def create_app(bootstrap: str, partitions: int) -> faust.App:
         producer_compression_type="lz4",
     )
     output = JsonProducer(bootstrap)
-    stage = JourneyStage(bootstrap, output)
+
+    def restore(partition: int) -> dict[str, KeyState]:
+        return restore_partition(bootstrap, topics.STATE.name, partition)
+
+    stage = JourneyStage(output, funnels, restore)
     keyed = app.topic(topics.KEYED.name, value_serializer="raw")
 
     @app.agent(keyed, name="journeys")
     async def journeys(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
-            stage.process(message.partition, message.value)
-            # Acknowledged (and later committed) only once this returns: output is in Kafka.
-            await app.loop.run_in_executor(None, output.flush)
+            try:
+                if message.partition not in stage.partitions:
+                    states = await app.loop.run_in_executor(None, restore, message.partition)
+                    stage.install(message.partition, states)
+                stage.process(message.partition, message.value)
+                # Acknowledged (and later committed) only once this returns: output is in Kafka.
+                await app.loop.run_in_executor(None, output.flush)
+            except Exception:
+                die("the journey stage failed")
 
-    @app.timer(SWEEP_INTERVAL_S)
-    async def sweep() -> None:
-        if stage.sweep(time.time_ns() // 1_000_000):
+    @app.timer(TICK_INTERVAL_S)
+    async def tick() -> None:
+        try:
+            stage.tick()
             await app.loop.run_in_executor(None, output.flush)
+        except Exception:
+            die("closing journeys failed")
 
     async def on_revoked(_sender: faust.App, revoked: set[TP], **_: object) -> None:
         stage.forget({tp.partition for tp in revoked if tp.topic == topics.KEYED.name})
 
     app.on_partitions_revoked.connect(on_revoked)
     return app
+
+
+def die(what: str) -> NoReturn:
+    """Stop the whole process at once, before faust can acknowledge what failed.
+
+    In-memory state may then be ahead of what reached Kafka; a restarted worker re-reads state
+    and input from Kafka and redoes the work exactly (copies are dropped by event_id).
+    """
+    log.exception("%s; exiting so the work is redone from Kafka", what)
+    logging.shutdown()
+    os._exit(70)
 
 
 def run_worker(app: faust.App, loglevel: str) -> None:

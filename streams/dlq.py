@@ -63,15 +63,20 @@ def read_dead_letters(bootstrap: str, topic: str = topics.DLQ.name) -> Iterator[
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        for partition in sorted(metadata.partitions):
+        # The ends of every partition, taken before reading any: letters that arrive meanwhile
+        # (a replay dead-lettering again) are not read, so nothing is replayed twice.
+        ends = {
+            partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            for partition in sorted(metadata.partitions)
+        }
+        for partition, (low, high) in ends.items():
             tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
             while consumer.position([tp])[0].offset < high:
                 for message in consumer.consume(1000, timeout=1.0):
-                    if message.error() is None:
+                    if message.error() is None and message.offset() < high:
                         yield DeadLetter.from_message(partition, message.offset(), message.value())
     finally:
         consumer.close()

@@ -9,6 +9,7 @@ partition, so the faust agent downstream pays its per-message cost once per batc
 from __future__ import annotations
 
 import base64
+import hashlib
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from cxpulse.schemas.validate import Rejection, journey_key, validate
 # A keyed batch message stays well under Kafka's default 1 MB message limit.
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 512 * 1024
+# Dead letters carry at most this much of the original (base64 grows it by a third).
+MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,12 @@ def partition_for(key: str, partitions: int) -> int:
 
 
 def dead_letter(rejection: Rejection, raw: bytes, source: Source, received_ms: int) -> bytes:
-    """The DLQ message: reason, detail, the original bytes (base64) and where they came from."""
+    """The DLQ message: reason, detail, the original bytes (base64) and where they came from.
+
+    An original too large to carry is cut to MAX_DEAD_LETTER_ORIGINAL bytes; its size and SHA-256
+    say what it was, and the source offset finds it in the input topic while that retains it.
+    """
+    kept = raw[:MAX_DEAD_LETTER_ORIGINAL]
     return orjson.dumps(
         {
             "reason": rejection.reason,
@@ -68,7 +76,10 @@ def dead_letter(rejection: Rejection, raw: bytes, source: Source, received_ms: i
             "source_partition": source.partition,
             "source_offset": source.offset,
             "received_at": datetime.fromtimestamp(received_ms / 1000, UTC).isoformat(),
-            "original_b64": base64.b64encode(raw).decode(),
+            "original_b64": base64.b64encode(kept).decode(),
+            "original_size": len(raw),
+            "original_sha256": hashlib.sha256(raw).hexdigest(),
+            "original_truncated": len(kept) < len(raw),
         }
     )
 
@@ -109,10 +120,12 @@ def route(
                 received_ms, link,
             )  # fmt: skip
             batches = result.keyed.setdefault(p, [[]])
-            size = sizes.get(p, 0) + len(raw) + len(target_key) + 64
-            if len(batches[-1]) >= MAX_BATCH_EVENTS or size > MAX_BATCH_BYTES:
+            cost = len(raw) + len(target_key) + 64
+            size = sizes.get(p, 0) + cost
+            full = len(batches[-1]) >= MAX_BATCH_EVENTS or size > MAX_BATCH_BYTES
+            if full and batches[-1]:
                 batches.append([])
-                size = len(raw) + len(target_key) + 64
+                size = cost
             sizes[p] = size
             batches[-1].append(record)
     return result

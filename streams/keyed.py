@@ -6,11 +6,13 @@ survives restarts because each changed key's state is written to a compacted top
 input is acknowledged (`state_store.py`), so reprocessing after a crash finds the events already
 present and changes nothing.
 
-Retention (design section 5): a key keeps the events of the last `retention_ms` [7 d] before its
-own newest event, so replaying days-old history gives the same result as live traffic. An event
-older than that for its key cannot change any window still open and is dead-lettered
-(`beyond_retention`); a whole key is forgotten once even a maximally old new event
-(`MAX_EVENT_AGE_MS`) could no longer reach its events.
+Retention: a key keeps every event that a future valid event could still interact with. A new
+event is at most MAX_EVENT_AGE_MS [30 d] old (ingest rejects older ones) and looks back at most
+RETENTION_MS [7 d] (the FCR window, the longest), so events older than now - 37 d can go: the
+journey stage prunes old journeys whole (`stage.py`), and a key with nothing newer is forgotten.
+This keeps results independent of arrival order (docs/decisions.md). A key that accumulates more
+than MAX_EVENTS_PER_KEY events (a producer sending one id for everyone) dead-letters the excess
+as `key_overloaded` instead of growing without bound.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from cxpulse.schemas.events import Event
 from cxpulse.schemas.validate import MAX_EVENT_AGE_MS, Rejection, decode_trusted, event_time_ms
 from cxpulse.sinks.store import ch_time
 from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter
+from cxpulse.streams.snapshots import Emitted
 
 RETENTION_MS = 7 * 24 * 3600 * 1000
+MAX_EVENTS_PER_KEY = 20_000
 
 
 class KeyState(msgspec.Struct):
@@ -36,7 +40,11 @@ class KeyState(msgspec.Struct):
     # Copies of contacts that name one of this key's anonymous sessions (not this key's events).
     links: dict[str, Event] = {}
     newest_ms: int = 0
-    revision: int = 0
+    # Snapshot rows last sent per identity, the last version used, and when an open journey
+    # of this key closes next (0: none open).
+    emitted: dict[str, Emitted] = {}
+    last_version: int = 0
+    next_due_ms: int = 0
 
 
 _STATE_ENCODER = msgspec.json.Encoder()
@@ -79,7 +87,9 @@ def raw_event_row(key: str, event: Event, record: KeyedRecord) -> dict[str, Any]
 
 
 def apply(
-    states: dict[str, KeyState], records: Iterable[KeyedRecord], retention_ms: int = RETENTION_MS
+    states: dict[str, KeyState],
+    records: Iterable[KeyedRecord],
+    max_events: int = MAX_EVENTS_PER_KEY,
 ) -> Outcome:
     """Add a batch of keyed records to the states of their keys."""
     out = Outcome()
@@ -87,19 +97,19 @@ def apply(
         event = decode_trusted(bytes(record.event))
         state = states.get(record.key)
         if state is None:
-            state = states[record.key] = KeyState(events={}, links={})
+            state = states[record.key] = KeyState(events={}, links={}, emitted={})
         occurred_ms = event_time_ms(event)
         target = state.links if record.link else state.events
         if event.event_id in target:
             if not record.link:
                 out.duplicates += 1
             continue
-        if occurred_ms < state.newest_ms - retention_ms:
+        if len(target) >= max_events:
             if not record.link:
                 rejection = Rejection(
-                    "beyond_retention",
-                    f"event is more than {retention_ms // 86_400_000} d older than the newest "
-                    f"event of its journey key {record.key!r}",
+                    "key_overloaded",
+                    f"journey key {record.key!r} already holds {max_events} events; is a "
+                    "producer sending one customer or session id for many people?",
                 )
                 source = Source(record.topic, record.partition, record.offset)
                 out.dead_letters.append(
@@ -111,25 +121,17 @@ def apply(
         if not record.link:
             out.accepted += 1
             out.raw_rows.append((record.key, raw_event_row(record.key, event, record)))
-        if occurred_ms > state.newest_ms:
-            state.newest_ms = occurred_ms
-            _prune(state, retention_ms)
-        state.revision += 1
+        state.newest_ms = max(state.newest_ms, occurred_ms)
         out.changed.add(record.key)
     return out
 
 
-def _prune(state: KeyState, retention_ms: int) -> None:
-    horizon = state.newest_ms - retention_ms
-    for events in (state.events, state.links):
-        stale = [eid for eid, ev in events.items() if event_time_ms(ev) < horizon]
-        for eid in stale:
-            del events[eid]
+def horizon_ms(now_ms: int) -> int:
+    """Events before this can no longer interact with any event that may still be accepted."""
+    return now_ms - MAX_EVENT_AGE_MS - RETENTION_MS
 
 
-def expired_keys(
-    states: dict[str, KeyState], now_ms: int, retention_ms: int = RETENTION_MS
-) -> Iterator[str]:
-    """Keys no valid future event can reach: any new event is at most MAX_EVENT_AGE_MS old."""
-    horizon = now_ms - MAX_EVENT_AGE_MS - retention_ms
+def expired_keys(states: dict[str, KeyState], now_ms: int) -> Iterator[str]:
+    """Keys no valid future event can reach."""
+    horizon = horizon_ms(now_ms)
     return (key for key, state in states.items() if state.newest_ms < horizon)

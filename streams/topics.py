@@ -32,11 +32,22 @@ STATE = TopicSpec(
 )
 # Rows on their way to the store; the writer commits only after inserting them.
 STORE_EVENTS_RAW = TopicSpec("cx.store.events_raw.v1", {"retention.ms": str(7 * DAY_MS)})
+STORE_JOURNEYS = TopicSpec("cx.store.journeys.v1", {"retention.ms": str(7 * DAY_MS)})
+STORE_JOURNEY_FUNNELS = TopicSpec("cx.store.journey_funnels.v1", {"retention.ms": str(7 * DAY_MS)})
+STORE_FRESHNESS = TopicSpec("cx.store.freshness.v1", {"retention.ms": str(DAY_MS)})
 
 INPUT_TOPICS = (PORTAL, CONTACT)
 # Store topic -> the ClickHouse table its rows go to.
-STORE_TABLES: dict[str, str] = {STORE_EVENTS_RAW.name: "events_raw"}
-ALL_TOPICS = (PORTAL, CONTACT, DLQ, KEYED, STATE, STORE_EVENTS_RAW)
+STORE_TABLES: dict[str, str] = {
+    STORE_EVENTS_RAW.name: "events_raw",
+    STORE_JOURNEYS.name: "journeys",
+    STORE_JOURNEY_FUNNELS.name: "journey_funnels",
+    STORE_FRESHNESS.name: "freshness",
+}
+ALL_TOPICS = (
+    PORTAL, CONTACT, DLQ, KEYED, STATE,
+    STORE_EVENTS_RAW, STORE_JOURNEYS, STORE_JOURNEY_FUNNELS, STORE_FRESHNESS,
+)  # fmt: skip
 
 
 def ensure_topics(

@@ -80,3 +80,12 @@ def cli_env(tmp_path: Path, bootstrap: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXPULSE_")}
     env.update({"CXPULSE_DATA_DIR": str(tmp_path / "var"), "CXPULSE_KAFKA_BOOTSTRAP": bootstrap})
     return env
+
+
+@pytest.fixture
+def fresh_env(cli_env: dict[str, str], fresh_bootstrap: str) -> dict[str, str]:
+    """Environment for worker processes on the test's own broker, its topics created."""
+    from cxpulse.streams import topics
+
+    topics.ensure_topics(fresh_bootstrap, 4)
+    return {**cli_env, "CXPULSE_KAFKA_BOOTSTRAP": fresh_bootstrap}

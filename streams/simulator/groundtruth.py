@@ -27,6 +27,7 @@ Rules that are easy to get wrong (all in docs/decisions.md, "Metric semantics"):
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +40,7 @@ from typing import Any
 OUTCOMES = ("self_served", "escalated", "abandoned", "in_progress")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+_FRACTION = re.compile(r"[T ]\d\d:\d\d:\d\d\.(\d+)")
 _DEFAULT_WINDOW_SECONDS = 24 * 3600
 
 
@@ -61,10 +63,22 @@ class GroundTruthConfig:
 
 def epoch_ms(occurred_at: str) -> int:
     """RFC 3339 text to epoch milliseconds with integer arithmetic, so no float can round a
-    boundary (a gap of exactly 30 min must stay exactly 1,800,000 ms)."""
-    stamp = datetime.fromisoformat(occurred_at)
+    boundary (a gap of exactly 30 min must stay exactly 1,800,000 ms).
+
+    The contract's resolution (docs/decisions.md): read to the microsecond, a 7th fractional
+    digit of 5 or more rounding up, then the milliseconds truncated."""
+    # RFC 3339 allows a lower-case "t" and "z"; fromisoformat wants them upper case.
+    text = occurred_at.upper()
+    round_up = False
+    fraction = _FRACTION.search(text)
+    if fraction is not None and len(fraction.group(1)) > 6:
+        round_up = fraction.group(1)[6] >= "5"
+        text = text[: fraction.start(1) + 6] + text[fraction.end(1) :]
+    stamp = datetime.fromisoformat(text)
     if stamp.tzinfo is None:
         raise ValueError(f"occurred_at has no UTC offset: {occurred_at!r}")
+    if round_up:
+        stamp += timedelta(microseconds=1)
     return (stamp - _EPOCH) // _ONE_MS
 
 

@@ -1,9 +1,10 @@
-"""`cxpulse up` (what `make run` runs): starts everything, stores rows, stops without leftovers."""
+"""`cxpulse up` (what `make run` runs): starts everything, stores journeys, stops cleanly."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
             output.append(line)
             if not stack and (data_dir / "stack.json").exists():
                 stack = json.loads((data_dir / "stack.json").read_text())
-            if line.startswith("rows stored: events_raw=") and int(line.split("=")[1]) > 0:
+            stored = re.search(r"journeys=(\d+)", line)
+            if line.startswith("rows stored:") and stored and int(stored.group(1)) > 0:
                 break
             assert time.monotonic() < deadline, "".join(output)
         else:

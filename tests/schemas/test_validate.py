@@ -178,3 +178,24 @@ def test_mutated_events_are_accepted_or_rejected_never_raise(
     result = validate(json.dumps(doc).encode(), NOW_MS)
     if isinstance(result, Rejection):
         assert result.reason in REASONS
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 86_399),
+    st.text(alphabet="0123456789", min_size=0, max_size=9),
+    st.sampled_from(["Z", "z", "+00:00", "+05:30", "-08:00"]),
+    st.sampled_from(["T", "t", " "]),
+)
+def test_event_time_resolution_matches_the_ground_truth(
+    second: int, fraction: str, offset: str, separator: str
+) -> None:
+    """Digits below the microsecond round (7th digit >= 5 up), then milliseconds truncate."""
+    from cxpulse.streams.simulator.groundtruth import epoch_ms
+
+    clock = f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+    text = f"2026-11-23{separator}{clock}{'.' + fraction if fraction else ''}{offset}"
+    doc = _with(P, text, "occurred_at")
+    event = validate(orjson.dumps(doc), NOW_MS + 2 * 86_400_000)
+    assert not isinstance(event, Rejection), (text, event)
+    assert event_time_ms(event) == epoch_ms(text)

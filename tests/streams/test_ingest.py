@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import zlib
 
 import orjson
@@ -87,3 +88,26 @@ def test_rejects_become_dead_letters_with_the_original_bytes() -> None:
         40,
     )
     assert record["received_at"] == "2026-11-23T12:00:00+00:00"
+
+
+def test_dead_letters_of_oversized_messages_stay_under_the_kafka_limit() -> None:
+    huge = b'{"pad": "' + b"a" * (600 * 1024) + b'"}'
+    routed = route([(huge, SRC)], 4, NOW_MS)
+    [(reason, letter)] = routed.dead_letters
+    assert reason == "too_large"
+    assert len(letter) < 1_000_000
+    record = orjson.loads(letter)
+    assert record["original_truncated"] is True
+    assert record["original_size"] == len(huge)
+    assert record["original_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert huge.startswith(base64.b64decode(record["original_b64"]))
+
+
+def test_batches_are_split_by_size_without_empty_ones() -> None:
+    big = [
+        _event("portal.step_viewed", event_id=f"b{i}", attrs={"pad": "x" * (200 * 1024)})
+        for i in range(3)
+    ]
+    routed = route([(raw, SRC) for raw in big], 1, NOW_MS)
+    assert [len(chunk) for chunk in routed.keyed[0]] == [2, 1]
+    assert all(len(encode_batch(chunk)) < 1_000_000 for chunk in routed.keyed[0])

@@ -17,6 +17,7 @@ from cxpulse.streams.keyed import (
     decode_state,
     encode_state,
     expired_keys,
+    horizon_ms,
 )
 from tests.schemas.examples import EXAMPLES, NOW, NOW_MS
 
@@ -38,7 +39,8 @@ def _records(raws: list[bytes]) -> list:
     return [r for chunk in routed.keyed.get(0, []) for r in decode_batch(encode_batch(chunk))]
 
 
-EVENTS = [_raw(f"e{i}", minutes_ago=i * 7, key=f"cust-{i % 3}") for i in range(12)]
+# Spread over 11 days: beyond the 7-day windows, arrival order must still not matter.
+EVENTS = [_raw(f"e{i}", minutes_ago=i * 1500, key=f"cust-{i % 3}") for i in range(12)]
 
 
 @settings(max_examples=200, deadline=None)
@@ -73,23 +75,14 @@ def test_reprocessing_after_a_restore_changes_nothing() -> None:
     assert (again.accepted, again.duplicates, again.changed, again.raw_rows) == (0, 12, set(), [])
 
 
-def test_events_beyond_retention_of_their_key_are_dead_lettered() -> None:
+def test_an_overloaded_key_dead_letters_the_excess() -> None:
     states: dict[str, KeyState] = {}
-    apply(states, _records([_raw("new", 0)]))
-    limit_minutes = RETENTION_MS / 60_000
-    outcome = apply(states, _records([_raw("edge", limit_minutes), _raw("old", limit_minutes + 1)]))
-    assert outcome.accepted == 1
-    [(reason, letter)] = outcome.dead_letters
-    assert reason == "beyond_retention"
-    assert orjson.loads(letter)["reason"] == "beyond_retention"
-    assert sorted(states["cust-1"].events) == ["edge", "new"]
-
-
-def test_a_newer_event_prunes_what_fell_out_of_retention() -> None:
-    states: dict[str, KeyState] = {}
-    week = RETENTION_MS / 60_000
-    apply(states, _records([_raw("a", week + 10), _raw("b", 5)]))
-    assert sorted(states["cust-1"].events) == ["b"]  # a is > 7 d older than b
+    raws = [_raw(f"x{i}", minutes_ago=i) for i in range(5)]
+    outcome = apply(states, _records(raws), max_events=3)
+    assert outcome.accepted == 3
+    assert [reason for reason, _ in outcome.dead_letters] == ["key_overloaded"] * 2
+    assert orjson.loads(outcome.dead_letters[0][1])["reason"] == "key_overloaded"
+    assert len(states["cust-1"].events) == 3
 
 
 def test_link_copies_are_kept_apart_and_not_counted() -> None:
@@ -107,4 +100,5 @@ def test_link_copies_are_kept_apart_and_not_counted() -> None:
 def test_keys_expire_only_when_no_valid_event_can_reach_them() -> None:
     states = {"old": KeyState(newest_ms=NOW_MS - RETENTION_MS - 30 * 86_400_000 - 1),
               "edge": KeyState(newest_ms=NOW_MS - RETENTION_MS - 30 * 86_400_000)}  # fmt: skip
+    assert horizon_ms(NOW_MS) == NOW_MS - 37 * 86_400_000
     assert list(expired_keys(states, NOW_MS)) == ["old"]

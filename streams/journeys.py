@@ -1,0 +1,150 @@
+"""Journeys of one key, computed from the key's distinct events: pure functions, no Kafka.
+
+Everything here is a function of the *set* of events (sorted by time, then event_id, before
+use), so arrival order and duplicates cannot change a result, and a late event simply means
+computing again. The rules are those of docs/decisions.md, "Metric semantics".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cxpulse.schemas.events import (
+    ContactStarted,
+    Event,
+    HelpRequested,
+    OrderPlaced,
+    PortalEvent,
+    type_name,
+)
+from cxpulse.schemas.validate import event_time_ms
+from cxpulse.streams.funnels import FunnelSpec, StepSpec
+
+GAP_MS = 30 * 60_000
+ESCALATION_WINDOW_MS = 72 * 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelProgress:
+    reach_ms: tuple[int | None, ...]  # epoch ms each step was reached, None if not
+    last_step: int  # index of the last reached step (step 0 is always reached)
+    escalated_step: int | None  # last step reached at or before the escalation, if escalated
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    key: str
+    journey_id: str  # event_id of its first event: the identity
+    start_ms: int
+    last_activity_ms: int
+    attrs: dict[str, str]
+    sessions: tuple[str, ...]
+    escalated_at_ms: int | None
+    ordered_at_ms: int | None
+    funnels: dict[str, FunnelProgress]
+
+    def closed(self, watermark_ms: int, gap_ms: int = GAP_MS) -> bool:
+        return watermark_ms >= self.last_activity_ms + gap_ms
+
+    def outcome(self, watermark_ms: int, gap_ms: int = GAP_MS) -> str:
+        esc, order = self.escalated_at_ms, self.ordered_at_ms
+        if order is not None and (esc is None or esc >= order):
+            return "self_served"
+        if esc is not None:
+            return "escalated"
+        return "abandoned" if self.closed(watermark_ms, gap_ms) else "in_progress"
+
+
+def _ordered(events: Iterable[Event]) -> list[tuple[int, Event]]:
+    return sorted(((event_time_ms(e), e) for e in events), key=lambda p: (p[0], p[1].event_id))
+
+
+def sessionize(events: Iterable[Event], gap_ms: int = GAP_MS) -> list[list[tuple[int, Event]]]:
+    """Split the portal events into runs whose consecutive gaps are at most `gap_ms`."""
+    runs: list[list[tuple[int, Event]]] = []
+    for at, event in _ordered(e for e in events if isinstance(e, PortalEvent)):
+        if runs and at - runs[-1][-1][0] <= gap_ms:
+            runs[-1].append((at, event))
+        else:
+            runs.append([(at, event)])
+    return runs
+
+
+def funnel_progress(
+    run: Sequence[tuple[int, Event]], funnel: FunnelSpec, escalated_at_ms: int | None
+) -> FunnelProgress | None:
+    """Reach times of each step, or None when step 1 is never reached."""
+    first = _first_match(run, funnel.steps[0], None, None)
+    if first is None:
+        return None
+    reach: list[int | None] = [first]
+    deadline = first + funnel.window_ms
+    for step in funnel.steps[1:]:
+        previous = reach[-1]
+        reach.append(None if previous is None else _first_match(run, step, previous, deadline))
+    last = max(i for i, at in enumerate(reach) if at is not None)
+    escalated_step = None
+    if escalated_at_ms is not None:
+        before = [i for i, at in enumerate(reach) if at is not None and at <= escalated_at_ms]
+        escalated_step = max(before) if before else None
+    return FunnelProgress(tuple(reach), last, escalated_step)
+
+
+def _first_match(
+    run: Sequence[tuple[int, Event]], step: StepSpec, not_before: int | None, deadline: int | None
+) -> int | None:
+    for at, event in run:
+        if not_before is not None and at < not_before:
+            continue
+        if deadline is not None and at > deadline:
+            return None
+        if step.matches(type_name(type(event)), _data(event), event.attrs):
+            return at
+    return None
+
+
+def _data(event: Event) -> dict[str, object]:
+    data = event.data
+    return {field: getattr(data, field) for field in data.__struct_fields__}
+
+
+def build_journeys(
+    key: str,
+    events: Iterable[Event],
+    links: Iterable[Event],
+    funnels: Sequence[FunnelSpec],
+    gap_ms: int = GAP_MS,
+    escalation_window_ms: int = ESCALATION_WINDOW_MS,
+) -> list[Journey]:
+    """Every portal journey of a key, with escalation, order and funnel progress."""
+    events = list(events)
+    runs = sessionize(events, gap_ms)
+    contacts = [e for e in events if isinstance(e, ContactStarted)]
+    linked = [e for e in links if isinstance(e, ContactStarted)]
+    journeys = []
+    for index, run in enumerate(runs):
+        start, last = run[0][0], run[-1][0]
+        next_start = runs[index + 1][0][0] if index + 1 < len(runs) else None
+        sessions = tuple(sorted({e.session_id for _, e in run if isinstance(e, PortalEvent)}))
+        escalations = [at for at, e in run if isinstance(e, HelpRequested)]
+        candidates = contacts + [c for c in linked if c.data.linked_session_id in sessions]
+        for contact in candidates:
+            at = event_time_ms(contact)
+            before_next = next_start is None or at < next_start
+            if start < at <= last + escalation_window_ms and before_next:
+                escalations.append(at)
+        escalated_at = min(escalations) if escalations else None
+        ordered_at = next((at for at, e in run if isinstance(e, OrderPlaced)), None)
+        progress = {}
+        for funnel in funnels:
+            result = funnel_progress(run, funnel, escalated_at)
+            if result is not None:
+                progress[funnel.name] = result
+        first = run[0][1]
+        journey = Journey(
+            key, first.event_id, start, last, dict(first.attrs), sessions,
+            escalated_at, ordered_at, progress,
+        )  # fmt: skip
+        journeys.append(journey)
+    return journeys

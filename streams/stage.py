@@ -1,0 +1,184 @@
+"""The journey stage: key state in, snapshot rows and state out. No faust, no broker.
+
+`process` handles one keyed batch message of a partition; `tick` closes journeys whose
+inactivity gap the watermark has passed. Both hand their output to a sender and say which keys'
+state must be persisted; the faust agent (`app.py`) flushes all of it before acknowledging.
+
+Watermark (design section 5) = max(newest event time seen, wall clock) - allowed lateness: live
+journeys close on time, and replayed history closes as soon as it is processed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from cxpulse.schemas.validate import event_time_ms
+from cxpulse.sinks.store import ch_time
+from cxpulse.streams import metrics, topics
+from cxpulse.streams.funnels import FunnelSpec
+from cxpulse.streams.ingest import decode_batch
+from cxpulse.streams.journeys import GAP_MS, Journey, build_journeys
+from cxpulse.streams.keyed import KeyState, apply, encode_state, expired_keys, horizon_ms
+from cxpulse.streams.snapshots import diff, journey_rows
+
+ALLOWED_LATENESS_MS = 2 * 60_000
+TABLE_TOPICS = {table: topic for topic, table in topics.STORE_TABLES.items()}
+
+
+class Sender(Protocol):
+    def send(
+        self, topic: str, key: str | bytes | None, value: object, partition: int | None = None
+    ) -> None: ...
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class JourneyStage:
+    """Per-partition key state and what each batch and each tick produce from it."""
+
+    def __init__(
+        self,
+        output: Sender,
+        funnels: Sequence[FunnelSpec],
+        restore: Callable[[int], dict[str, KeyState]],
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.output = output
+        self.funnels = tuple(funnels)
+        self.restore = restore
+        self.clock = clock
+        self.partitions: dict[int, dict[str, KeyState]] = {}
+        self.due: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (close ms, key)
+        self.newest_ms: dict[int, int] = {}  # partition -> newest event time processed
+        self.max_event_ms = 0
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def states(self, partition: int) -> dict[str, KeyState]:
+        if partition not in self.partitions:
+            self.install(partition, self.restore(partition))
+        return self.partitions[partition]
+
+    def install(self, partition: int, states: dict[str, KeyState]) -> None:
+        """Take over a partition's restored state (the agent restores off the event loop)."""
+        self.partitions[partition] = states
+        self.due[partition] = [(s.next_due_ms, k) for k, s in states.items() if s.next_due_ms]
+        heapq.heapify(self.due[partition])
+        self.newest_ms[partition] = max((s.newest_ms for s in states.values()), default=0)
+        metrics.KEYS.set(self.key_count())
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop state of partitions this worker may no longer own; re-read when needed again."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+            self.due.pop(partition, None)
+        metrics.KEYS.set(self.key_count())
+
+    def key_count(self) -> int:
+        return sum(len(states) for states in self.partitions.values())
+
+    def watermark_ms(self) -> int:
+        return max(self.max_event_ms, self.clock()) - ALLOWED_LATENESS_MS
+
+    # -- work -----------------------------------------------------------------------------------
+
+    def process(self, partition: int, value: bytes) -> None:
+        states = self.states(partition)
+        records = decode_batch(value)
+        outcome = apply(states, records)
+        for key in outcome.changed:
+            newest = states[key].newest_ms
+            self.max_event_ms = max(self.max_event_ms, newest)
+            self.newest_ms[partition] = max(self.newest_ms.get(partition, 0), newest)
+        watermark = self.watermark_ms()
+        for key in outcome.changed:
+            self._refresh(partition, key, watermark)
+            self._persist(partition, key)
+        for key, row in outcome.raw_rows:
+            self.output.send(topics.STORE_EVENTS_RAW.name, key, row)
+        for reason, letter in outcome.dead_letters:
+            self.output.send(topics.DLQ.name, None, letter)
+            metrics.DEAD_LETTERS.labels("journeys", reason).inc()
+        metrics.EVENTS_ACCEPTED.inc(outcome.accepted)
+        metrics.DUPLICATES.inc(outcome.duplicates)
+        self._freshness(partition, watermark)
+        if outcome.changed:
+            metrics.KEYS.set(self.key_count())
+
+    def tick(self) -> int:
+        """Re-emit keys whose open journeys the watermark has closed; forget expired keys."""
+        watermark = self.watermark_ms()
+        refreshed = 0
+        for partition, heap in self.due.items():
+            states = self.partitions[partition]
+            while heap and heap[0][0] <= watermark:
+                due, key = heapq.heappop(heap)
+                state = states.get(key)
+                if state is None or state.next_due_ms != due:
+                    continue  # superseded by a later refresh
+                self._refresh(partition, key, watermark)
+                self._persist(partition, key)
+                refreshed += 1
+            for key in list(expired_keys(states, self.clock())):
+                del states[key]
+                self.output.send(topics.STATE.name, key, None, partition)
+        return refreshed
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _refresh(self, partition: int, key: str, watermark: int) -> None:
+        state = self.partitions[partition][key]
+        journeys = build_journeys(key, state.events.values(), state.links.values(), self.funnels)
+        rows = [row for j in journeys for row in journey_rows(j, self.funnels, watermark)]
+        # Versions only grow, also across restarts and owners (the clock moves on meanwhile).
+        version = max(self.clock() * 1000, state.last_version + 1)
+        changes = diff(rows, state.emitted, version)
+        if changes:
+            state.last_version = version
+        for table, row in changes:
+            self.output.send(TABLE_TOPICS[table], key, row)
+        self._prune(state, journeys, self.clock())
+        open_until = [j.last_activity_ms + GAP_MS for j in journeys if not j.closed(watermark)]
+        state.next_due_ms = min(open_until, default=0)
+        if state.next_due_ms:
+            heapq.heappush(self.due.setdefault(partition, []), (state.next_due_ms, key))
+
+    @staticmethod
+    def _prune(state: KeyState, journeys: list[Journey], now_ms: int) -> None:
+        """Drop whole journeys past the horizon, and contacts no kept journey can use.
+
+        Pruning whole journeys (never part of one) keeps the identity and figures of every
+        journey that stays; the stored snapshots of pruned journeys are final and left as they
+        are (no tombstone).
+        """
+        horizon = horizon_ms(now_ms)
+        old = [j for j in journeys if j.last_activity_ms < horizon]
+        if not old:
+            return
+        kept_start = min((j.start_ms for j in journeys if j.last_activity_ms >= horizon),
+                         default=state.newest_ms)  # fmt: skip
+        limit = min(horizon, kept_start)
+        old_ids = {j.journey_id for j in old}
+        for events in (state.events, state.links):
+            for event_id in [i for i, e in events.items() if event_time_ms(e) < limit]:
+                del events[event_id]
+        for identity in [i for i in state.emitted if i.rsplit("|", 1)[-1] in old_ids]:
+            del state.emitted[identity]
+
+    def _persist(self, partition: int, key: str) -> None:
+        state = self.partitions[partition][key]
+        self.output.send(topics.STATE.name, key, encode_state(state), partition)
+
+    def _freshness(self, partition: int, watermark: int) -> None:
+        row: dict[str, Any] = {
+            "partition": partition,
+            "newest_event_at": ch_time(self.newest_ms.get(partition, 0)),
+            "watermark_at": ch_time(watermark),
+            "updated_at": ch_time(self.clock()),
+        }
+        self.output.send(topics.STORE_FRESHNESS.name, str(partition), row)

@@ -1,0 +1,224 @@
+"""The journey stage without a broker: simulated traffic in, snapshot rows out, queried in chdb
+and compared with the independent ground truth; any order and duplicates give the same store."""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cxpulse.sinks.migrate import migrate
+from cxpulse.sinks.queries import freshness, funnel_breakdown, funnel_summary, funnel_timeseries
+from cxpulse.sinks.store import ChdbStore
+from cxpulse.streams import topics
+from cxpulse.streams.funnels import load_funnels
+from cxpulse.streams.ingest import Source, encode_batch, partition_for, route
+from cxpulse.streams.keyed import KeyState, decode_state
+from cxpulse.streams.simulator.groundtruth import compute_ground_truth, summarize_funnel
+from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.noise import NoiseConfig
+from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
+from cxpulse.streams.stage import JourneyStage
+
+FUNNELS = load_funnels()
+SELF_SERVICE = FUNNELS[0]
+STEPS = [s.name for s in SELF_SERVICE.steps]
+HOUR = 3_600_000
+NOW_MS = 1_795_500_000_000  # a fixed "now" keeps every run identical
+NOISE = NoiseConfig(duplicates=0.05, out_of_order=0.05, late=0.03, malformed=0.02)
+
+
+class Collector:
+    """The stage's output, as the Kafka producer would carry it."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Any, Any, int | None]] = []
+
+    def send(self, topic: str, key: Any, value: Any, partition: int | None = None) -> None:
+        self.messages.append((topic, key, value, partition))
+
+
+def _run(raws: Iterable[bytes], batch: int, partitions: int = 4) -> Collector:
+    out = Collector()
+    stage = JourneyStage(out, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    raws = list(raws)
+    for start in range(0, len(raws), batch):
+        chunk = [
+            (raw, Source("cx.portal.v1", 0, i)) for i, raw in enumerate(raws[start : start + batch])
+        ]
+        for partition, pieces in route(chunk, partitions, NOW_MS).keyed.items():
+            for piece in pieces:
+                stage.process(partition, encode_batch(piece))
+    stage.tick()
+    return out
+
+
+def _latest(out: Collector) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """What ReplacingMergeTree FINAL keeps: the latest version per identity, minus deletions."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for topic, _key, row, _ in out.messages:
+        table = topics.STORE_TABLES.get(topic)
+        if table in ("journeys", "journey_funnels"):
+            ident = (table, row.get("funnel", ""), row["journey_id"])
+            if ident not in latest or row["version"] > latest[ident]["version"]:
+                latest[ident] = row
+    return {
+        k: {c: v for c, v in row.items() if c != "version"}
+        for k, row in latest.items()
+        if not row["is_deleted"]
+    }
+
+
+def _traffic(count: int, seed: int) -> tuple[list[bytes], GroundTruthCollector]:
+    start = NOW_MS - 30 * HOUR
+    plan = Plan(SimConfig(seed=seed, start_ms=start, rate=2.0), NOISE, count)
+    collector = GroundTruthCollector()
+    raws = []
+    for message in plan.messages():
+        collector.observe(message, NOW_MS)
+        raws.append(message.value)
+    return raws, collector
+
+
+def test_store_figures_equal_the_ground_truth(chdb_store: ChdbStore) -> None:
+    raws, collector = _traffic(30_000, seed=21)
+    out = _run(raws, batch=2000)
+    migrate(chdb_store)
+    per_table: dict[str, list[dict[str, Any]]] = {}
+    for topic, _key, row, _ in out.messages:
+        if topic in topics.STORE_TABLES and row is not None:
+            per_table.setdefault(topics.STORE_TABLES[topic], []).append(row)
+    for table, rows in per_table.items():
+        chdb_store.insert(table, rows)
+
+    watermark = NOW_MS - 2 * 60_000
+    truth = compute_ground_truth(collector.events.values(), [_spec()], as_of_ms=watermark)
+    journeys = truth["journeys"]
+    assert sum(1 for j in journeys if "self_service" in j["funnels"]) > 1000
+    # Whole range, then an hour, then a segment: the store equals the ground truth exactly.
+    ranges = [(NOW_MS - 40 * HOUR, NOW_MS), (NOW_MS - 20 * HOUR, NOW_MS - 19 * HOUR)]
+    for start, end in ranges:
+        for filters in ({}, {"device": "mobile", "tier": "business"}):
+            expected = summarize_funnel(
+                [j for j in journeys if _entered(j) is not None and start <= _entered(j) < end
+                 and all(j["attrs"].get(a) == v for a, v in filters.items())],
+                "self_service", STEPS,
+            )  # fmt: skip
+            got = funnel_summary(chdb_store, "self_service", STEPS, start, end, filters)
+            assert got["journeys"] == expected["journeys"]
+            assert got["outcomes"] == expected["outcomes"]
+            for mine, theirs in zip(got["steps"], expected["steps"], strict=True):
+                assert mine["reached"] == theirs["reached"]
+                assert mine["dropped"] == theirs["dropped"]
+                assert mine["escalated"] == theirs["escalated"]
+                assert mine["abandoned"] == theirs["abandoned"]
+                assert mine["conversion_from_previous"] == theirs["conversion_from_previous"]
+                assert mine["conversion_from_start"] == theirs["conversion_from_start"]
+                median = theirs["median_ms_to_reach"]
+                assert mine["median_seconds_to_reach"] == (
+                    None if median is None else median / 1000
+                )
+
+    series = funnel_timeseries(chdb_store, "self_service", STEPS, NOW_MS - 40 * HOUR, NOW_MS, 3600)
+    assert sum(b["journeys"] for b in series) == funnel_summary(
+        chdb_store, "self_service", STEPS, NOW_MS - 40 * HOUR, NOW_MS)["journeys"]  # fmt: skip
+    by_device = funnel_breakdown(
+        chdb_store, "self_service", STEPS, "device", NOW_MS - 40 * HOUR, NOW_MS
+    )
+    for entry in by_device:
+        expected = [
+            j
+            for j in journeys
+            if _entered(j) is not None and j["attrs"]["device"] == entry["value"]
+        ]
+        assert entry["journeys"] == len(expected)
+    assert {p["partition"] for p in freshness(chdb_store)} == {0, 1, 2, 3}
+
+
+def _spec() -> dict[str, Any]:
+    from cxpulse.streams.simulator.groundtruth import load_funnels as truth_funnels
+
+    return truth_funnels()[0]
+
+
+def _entered(journey: dict[str, Any]) -> int | None:
+    progress = journey["funnels"].get("self_service")
+    return None if progress is None else progress["reach_ms"][0]
+
+
+RAWS, _ = _traffic(3000, seed=4)
+
+
+@functools.cache
+def _baseline() -> dict[tuple[str, str, str], dict[str, Any]]:
+    return _latest(_run(RAWS, 3000))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32), st.integers(50, 1500))
+def test_any_arrival_order_and_batching_gives_the_same_store(seed: int, batch: int) -> None:
+    rng = random.Random(seed)
+    order = RAWS + rng.sample(RAWS, 200)  # and more copies
+    rng.shuffle(order)
+    assert _latest(_run(order, batch)) == _baseline()
+
+
+def test_state_round_trips_and_reprocessing_changes_nothing() -> None:
+    out = _run(RAWS, 500)
+    states: dict[str, KeyState] = {}
+    for topic, key, value, _ in out.messages:
+        if topic == topics.STATE.name:
+            states[key] = decode_state(value)
+    again = Collector()
+    stage = JourneyStage(again, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    stage.partitions = {p: {} for p in range(4)}
+    for key, state in states.items():
+        stage.partitions[partition_for(key, 4)][key] = state
+    chunk = [(raw, Source("cx.portal.v1", 0, i)) for i, raw in enumerate(RAWS)]
+    for partition, pieces in route(chunk, 4, NOW_MS).keyed.items():
+        for piece in pieces:
+            stage.process(partition, encode_batch(piece))
+    rows = [m for m in again.messages if m[0] in (topics.STORE_JOURNEYS.name,
+                                                  topics.STORE_JOURNEY_FUNNELS.name)]  # fmt: skip
+    assert rows == []
+
+
+def test_old_journeys_are_pruned_whole_and_their_rows_kept() -> None:
+    """A journey no acceptable event can reach any more leaves memory, not the store."""
+    from datetime import UTC, datetime, timedelta
+
+    import orjson
+
+    def event(event_id: str, at: datetime, event_type: str, data: dict[str, Any]) -> bytes:
+        return orjson.dumps({
+            "event_id": event_id, "schema_version": 1, "type": event_type,
+            "occurred_at": at.isoformat(), "customer_id": "c-1", "session_id": f"s-{event_id}",
+            "data": data,
+        })  # fmt: skip
+
+    clock = [NOW_MS]
+    out = Collector()
+    stage = JourneyStage(out, FUNNELS, restore=lambda p: {}, clock=lambda: clock[0])
+
+    def send(raws: list[bytes]) -> None:
+        chunk = [(raw, Source("cx.portal.v1", 0, i)) for i, raw in enumerate(raws)]
+        for partition, pieces in route(chunk, 1, clock[0]).keyed.items():
+            for piece in pieces:
+                stage.process(partition, encode_batch(piece))
+
+    now = datetime.fromtimestamp(NOW_MS / 1000, UTC)
+    started, viewed = now - timedelta(hours=1), now - timedelta(minutes=59)
+    send([event("a1", started, "portal.session_started", {"entry": "x"}),
+          event("a2", viewed, "portal.step_viewed", {"step": "diagnose"})])  # fmt: skip
+    clock[0] += 38 * 86_400_000  # 38 days later the a-journey is beyond every window
+    later = now + timedelta(days=38)
+    send([event("b1", later - timedelta(hours=1), "portal.session_started", {"entry": "x"})])
+    state = stage.partitions[0]["c-1"]
+    assert sorted(state.events) == ["b1"]
+    assert sorted(i.split("|")[-1] for i in state.emitted) == ["b1", "b1"]
+    latest = _latest(out)
+    assert {k[2] for k in latest} == {"a1", "b1"}  # a1's rows stay, never tombstoned
