@@ -256,7 +256,8 @@ def worker(
     ingest = threading.Thread(target=run_ingest, name="ingest")
     ingest.start()
     try:
-        run_worker(create_app(bootstrap, settings.topic_partitions, funnels), settings.log_level)
+        app = create_app(bootstrap, settings.topic_partitions, funnels, settings.shift_table())
+        run_worker(app, settings.log_level)
     finally:
         stop.set()
         ingest.join(timeout=60)
@@ -444,6 +445,78 @@ def up(
     except (KafkaError, StoreError, MigrationError) as exc:
         raise _fail(str(exc)) from exc
     raise typer.Exit(code=code)
+
+
+@app.command()
+def report(
+    since: Annotated[str, typer.Option(help="Range to report: the last 30m, 24h, 7d ...")] = "24h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Funnel, contact-center KPIs and containment of a recent range, read from the store.
+
+    With embedded chdb run it while `cxpulse up` is stopped (one process per database).
+    """
+    import time
+
+    from cxpulse.sinks.queries import contact_kpis, containment, funnel_summary
+    from cxpulse.sinks.store import StoreError, open_store
+    from cxpulse.streams.funnels import FunnelConfigError, load_funnels
+    from cxpulse.streams.simulator.run import parse_duration_ms
+
+    settings = _settings()
+    try:
+        end = time.time_ns() // 1_000_000
+        start = end - parse_duration_ms(since)
+        funnels = load_funnels(settings.funnels_file)
+        with open_store(
+            settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
+        ) as store:
+            result = {
+                "funnels": [
+                    funnel_summary(store, f.name, [s.name for s in f.steps], start, end)
+                    for f in funnels
+                ],
+                "kpis": contact_kpis(store, start, end),
+                "containment": containment(
+                    store, start, end, assisted_cost=settings.assisted_cost,
+                    self_service_cost=settings.self_service_cost,
+                ) | {"currency": settings.currency},
+            }  # fmt: skip
+    except (ValueError, StoreError, FunnelConfigError) as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    _print_report(result, since)
+
+
+def _print_report(result: dict[str, Any], since: str) -> None:
+    from rich.table import Table
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f} %"
+
+    for summary in result["funnels"]:
+        table = Table(title=f"{summary['funnel']}: {summary['journeys']} journeys, last {since}")
+        for column in ("step", "reached", "from previous", "from start", "dropped", "escalated"):
+            table.add_column(column, justify="left" if column == "step" else "right")
+        for step in summary["steps"]:
+            table.add_row(
+                step["step"], str(step["reached"]), pct(step["conversion_from_previous"]),
+                pct(step["conversion_from_start"]), str(step["dropped"]), str(step["escalated"]),
+            )  # fmt: skip
+        console.print(table)
+    k, c = result["kpis"], result["containment"]
+    console.print(
+        f"contacts {k['counts']['contacts']}: service level {pct(k['service_level'])}, "
+        f"abandonment {pct(k['abandonment_rate'])}, FCR {pct(k['fcr_rate'])}"
+        f"{'' if k['fcr_final'] else ' (provisional)'}, CSAT {pct(k['csat'])}"
+    )
+    money = c["currency"]
+    console.print(
+        f"containment {pct(c['containment_rate'])} of {c['closed']} closed journeys; cost to "
+        f"serve {c['cost_to_serve']:.2f} {money}, savings {c['savings']:.2f} {money}"
+    )
 
 
 @app.command()

@@ -7,10 +7,16 @@ documented in the README's settings table; `tests/deploy/test_settings.py` keeps
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cxpulse.streams.contacts import DEFAULT_SHIFTS
+
+if TYPE_CHECKING:
+    from cxpulse.streams.contacts import ShiftTable
 
 
 class Settings(BaseSettings):
@@ -53,6 +59,14 @@ class Settings(BaseSettings):
         None,
         description="YAML file of funnel definitions. Unset: streams/funnels.yaml.",
     )
+    shifts: str = Field(
+        DEFAULT_SHIFTS,
+        description="Contact-center shifts as name=HH:MM-HH:MM local-time ranges.",
+    )
+    shift_timezone: str = Field("UTC", description="Time zone of the shift ranges.")
+    assisted_cost: float = Field(7.0, ge=0, description="Cost of one assisted interaction.")
+    self_service_cost: float = Field(0.1, ge=0, description="Cost of one self-served journey.")
+    currency: str = Field("USD", description="Currency of the costs.")
     log_level: str = Field("info", description="Log level of cxpulse processes.")
 
     @field_validator("log_level")
@@ -62,6 +76,32 @@ class Settings(BaseSettings):
         if level not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError("must be one of debug, info, warning, error, critical")
         return level
+
+    @field_validator("shifts")
+    @classmethod
+    def _valid_shifts(cls, value: str) -> str:
+        from cxpulse.streams.contacts import ShiftTable
+
+        ShiftTable.parse(value)  # raises ValueError with the offending part
+        return value
+
+    @field_validator("shift_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def shift_table(self) -> ShiftTable:
+        from zoneinfo import ZoneInfo
+
+        from cxpulse.streams.contacts import ShiftTable
+
+        return ShiftTable.parse(self.shifts, ZoneInfo(self.shift_timezone))
 
     @property
     def kafka_home(self) -> Path:

@@ -27,24 +27,32 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
-def _where(
-    funnel: str, start_ms: int, end_ms: int, filters: Mapping[str, str]
-) -> tuple[str, dict[str, Any]]:
+def _range_and_attrs(
+    column: str, start_ms: int, end_ms: int, filters: Mapping[str, str]
+) -> tuple[list[str], dict[str, Any]]:
+    """[start, end) on a time column plus exact segment-attribute filters, all bound."""
     if end_ms <= start_ms:
         raise QueryError("end must be after start")
     clauses = [
-        "funnel = {funnel:String}",
-        "entered_at >= {start:DateTime64(3, 'UTC')}",
-        "entered_at < {end:DateTime64(3, 'UTC')}",
+        f"{column} >= {{start:DateTime64(3, 'UTC')}}",
+        f"{column} < {{end:DateTime64(3, 'UTC')}}",
     ]
-    params: dict[str, Any] = {"funnel": funnel, "start": ch_time(start_ms), "end": ch_time(end_ms)}
+    params: dict[str, Any] = {"start": ch_time(start_ms), "end": ch_time(end_ms)}
     for index, (name, value) in enumerate(sorted(filters.items())):
         if not _ATTR_NAME.match(name):
             raise QueryError(f"{name!r} is not a segment attribute name")
         clauses.append(f"attrs[{{an{index}:String}}] = {{av{index}:String}}")
         params[f"an{index}"] = name
         params[f"av{index}"] = value
-    return " AND ".join(clauses), params
+    return clauses, params
+
+
+def _where(
+    funnel: str, start_ms: int, end_ms: int, filters: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
+    clauses, params = _range_and_attrs("entered_at", start_ms, end_ms, filters)
+    params["funnel"] = funnel
+    return " AND ".join(["funnel = {funnel:String}", *clauses]), params
 
 
 def _step_columns(steps: int) -> str:
@@ -183,3 +191,106 @@ def freshness(store: Store) -> list[dict[str, Any]]:
         "ORDER BY partition"
     )
     return [{k: int(v) for k, v in row.items()} for row in rows]
+
+
+_CONTACT_FILTERS = ("queue", "team", "channel", "shift")
+_KPI_COUNTS = (
+    "queued", "answered", "abandoned", "short_abandoned", "answered_within_sl", "transferred",
+    "ivr_contained", "resolved", "first_contact_resolved",
+)  # fmt: skip
+
+
+def contact_kpis(
+    store: Store, start_ms: int, end_ms: int, filters: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Contact-center KPIs of contacts started in [start, end), from counts and sums.
+
+    `filters` may name queue, team, channel and shift. FCR and IVR containment are provisional
+    until every counted contact's follow-up window has passed: `fcr_final` / `ivr_final` say so.
+    """
+    clauses, params = _range_and_attrs("started_at", start_ms, end_ms, {})
+    for name, value in sorted((filters or {}).items()):
+        if name not in _CONTACT_FILTERS:
+            raise QueryError(f"contacts can be filtered by {', '.join(_CONTACT_FILTERS)}")
+        clauses.append(f"{name} = {{{name}:String}}")
+        params[name] = value
+    # Aliases must not shadow the columns that later conditions read (answered = 1 ...).
+    counts = ", ".join(f"sum({flag}) AS n_{flag}" for flag in _KPI_COUNTS)
+    sql = f"""
+SELECT count() AS contacts, {counts},
+    sumIf(wait_ms, answered = 1) AS wait_answered_ms,
+    countIf(answered = 1 AND handle_ms IS NOT NULL) AS handled,
+    sumIf(handle_ms, answered = 1) AS handle_sum_ms,
+    countIf(ivr_outcome != '') AS ivr_contacts,
+    countIf(ivr_outcome = 'zero_out') AS zero_out,
+    minIf(fcr_final, resolved = 1) AS fcr_final_min, countIf(resolved = 1) AS resolved_n,
+    minIf(ivr_final, ivr_outcome != '') AS ivr_final_min,
+    count(csat) AS csat_responses, countIf(csat >= 4) AS satisfied,
+    count(nps) AS nps_responses, countIf(nps >= 9) AS promoters, countIf(nps <= 6) AS detractors,
+    count(ces) AS ces_responses, sum(ces) AS ces_sum
+FROM contacts FINAL
+WHERE {" AND ".join(clauses)}"""
+    row = {k: (int(v) if v is not None else 0) for k, v in store.query(sql, params)[0].items()}
+    c = {"contacts": row["contacts"], **{flag: row[f"n_{flag}"] for flag in _KPI_COUNTS}}
+    for name in ("handled", "ivr_contacts", "zero_out", "csat_responses", "nps_responses",
+                 "ces_responses"):  # fmt: skip
+        c[name] = row[name]
+    offered = c["answered"] + c["abandoned"] - c["short_abandoned"]
+    return {
+        "start": start_ms,
+        "end": end_ms,
+        "service_level": _ratio(c["answered_within_sl"], offered),
+        "asa_seconds": _ratio(row["wait_answered_ms"], c["answered"] * 1000),
+        "abandonment_rate": _ratio(c["abandoned"], c["queued"]),
+        "aht_seconds": _ratio(row["handle_sum_ms"], c["handled"] * 1000),
+        "transfer_rate": _ratio(c["transferred"], c["answered"]),
+        "ivr_containment_rate": _ratio(c["ivr_contained"], c["ivr_contacts"]),
+        "zero_out_rate": _ratio(c["zero_out"], c["ivr_contacts"]),
+        "fcr_rate": _ratio(c["first_contact_resolved"], c["resolved"]),
+        "fcr_final": row["resolved_n"] == 0 or row["fcr_final_min"] == 1,
+        "ivr_final": c["ivr_contacts"] == 0 or row["ivr_final_min"] == 1,
+        "csat": _ratio(row["satisfied"], c["csat_responses"]),
+        "nps": _ratio(100 * (row["promoters"] - row["detractors"]), c["nps_responses"]),
+        "ces": _ratio(row["ces_sum"], c["ces_responses"]),
+        "counts": c,
+    }
+
+
+def containment(
+    store: Store,
+    start_ms: int,
+    end_ms: int,
+    *,
+    assisted_cost: float = 7.00,
+    self_service_cost: float = 0.10,
+    filters: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Self-service containment of portal journeys started in [start, end), cost to serve and
+    savings (over closed journeys), outcome counts over all, and TTR of closed journeys."""
+    clauses, params = _range_and_attrs("start_at", start_ms, end_ms, filters or {})
+    where = " AND ".join(clauses)
+    sql = f"""
+SELECT count() AS journeys, countIf(closed = 1) AS n_closed, {_outcome_columns()},
+    countIf(closed = 1 AND outcome = 'self_served') AS closed_self_served,
+    countIf(closed = 1 AND outcome = 'escalated') AS closed_escalated,
+    countIf(closed = 1 AND ttr_ms IS NOT NULL) AS ttr_n,
+    sumIf(ttr_ms, closed = 1) AS ttr_sum_ms,
+    quantileExactLowIf(0.5)(ttr_ms, closed = 1 AND ttr_ms IS NOT NULL) AS ttr_median_ms
+FROM journeys FINAL
+WHERE {where}"""
+    row = store.query(sql, params)[0]
+    self_served = int(row["closed_self_served"])
+    escalated = int(row["closed_escalated"])
+    ttr_n = int(row["ttr_n"])
+    return {
+        "start": start_ms,
+        "end": end_ms,
+        "journeys": int(row["journeys"]),
+        "closed": int(row["n_closed"]),
+        **{o: int(row[o]) for o in OUTCOMES},
+        "containment_rate": _ratio(self_served, int(row["n_closed"])),
+        "cost_to_serve": escalated * assisted_cost + self_served * self_service_cost,
+        "savings": self_served * (assisted_cost - self_service_cost),
+        "ttr_mean_seconds": _ratio(int(row["ttr_sum_ms"] or 0), ttr_n * 1000),
+        "ttr_median_seconds": None if ttr_n == 0 else int(row["ttr_median_ms"]) / 1000,
+    }

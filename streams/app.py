@@ -20,6 +20,7 @@ import faust
 from faust.types import TP
 
 from cxpulse.streams import topics
+from cxpulse.streams.contacts import ShiftTable
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.keyed import KeyState
 from cxpulse.streams.producer import JsonProducer
@@ -32,7 +33,9 @@ APP_ID = "cxpulse"
 TICK_INTERVAL_S = 5.0
 
 
-def create_app(bootstrap: str, partitions: int, funnels: Sequence[FunnelSpec]) -> faust.App:
+def create_app(
+    bootstrap: str, partitions: int, funnels: Sequence[FunnelSpec], shifts: ShiftTable
+) -> faust.App:
     app = faust.App(
         APP_ID,
         broker=f"kafka://{bootstrap}",
@@ -49,7 +52,7 @@ def create_app(bootstrap: str, partitions: int, funnels: Sequence[FunnelSpec]) -
     def restore(partition: int) -> dict[str, KeyState]:
         return restore_partition(bootstrap, topics.STATE.name, partition)
 
-    stage = JourneyStage(output, funnels, restore)
+    stage = JourneyStage(output, funnels, restore, shifts=shifts)
     keyed = app.topic(topics.KEYED.name, value_serializer="raw")
 
     @app.agent(keyed, name="journeys")

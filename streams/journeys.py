@@ -19,6 +19,7 @@ from cxpulse.schemas.events import (
     type_name,
 )
 from cxpulse.schemas.validate import event_time_ms
+from cxpulse.streams.contacts import Contact
 from cxpulse.streams.funnels import FunnelSpec, StepSpec
 
 GAP_MS = 30 * 60_000
@@ -43,6 +44,8 @@ class Journey:
     escalated_at_ms: int | None
     ordered_at_ms: int | None
     funnels: dict[str, FunnelProgress]
+    anonymous: bool
+    ttr_ms: int | None  # time to resolution: order, or first resolved contact after escalation
 
     def closed(self, watermark_ms: int, gap_ms: int = GAP_MS) -> bool:
         return watermark_ms >= self.last_activity_ms + gap_ms
@@ -91,6 +94,20 @@ def funnel_progress(
     return FunnelProgress(tuple(reach), last, escalated_step)
 
 
+def _ttr(
+    start: int,
+    escalated_at: int | None,
+    ordered_at: int | None,
+    resolved: Sequence[tuple[int, str, int | None]],
+) -> int | None:
+    if ordered_at is not None and (escalated_at is None or escalated_at >= ordered_at):
+        return ordered_at - start
+    if escalated_at is None:
+        return None
+    after = next((ended for started, _, ended in resolved if started >= escalated_at), None)
+    return None if after is None else after - start
+
+
 def _first_match(
     run: Sequence[tuple[int, Event]], step: StepSpec, not_before: int | None, deadline: int | None
 ) -> int | None:
@@ -114,21 +131,29 @@ def build_journeys(
     events: Iterable[Event],
     links: Iterable[Event],
     funnels: Sequence[FunnelSpec],
+    contacts: Sequence[Contact] = (),
     gap_ms: int = GAP_MS,
     escalation_window_ms: int = ESCALATION_WINDOW_MS,
 ) -> list[Journey]:
-    """Every portal journey of a key, with escalation, order and funnel progress."""
+    """Every portal journey of a key, with escalation, order, TTR and funnel progress.
+
+    `contacts` are the key's assembled contacts (for TTR); anonymous journeys, whose contacts
+    live under the customer's key, have no TTR (docs/decisions.md).
+    """
     events = list(events)
     runs = sessionize(events, gap_ms)
-    contacts = [e for e in events if isinstance(e, ContactStarted)]
+    starts = [e for e in events if isinstance(e, ContactStarted)]
     linked = [e for e in links if isinstance(e, ContactStarted)]
+    resolved = sorted(
+        (c.started_ms, c.contact_id, c.ended_ms) for c in contacts if c.resolved and c.ended_ms
+    )
     journeys = []
     for index, run in enumerate(runs):
         start, last = run[0][0], run[-1][0]
         next_start = runs[index + 1][0][0] if index + 1 < len(runs) else None
         sessions = tuple(sorted({e.session_id for _, e in run if isinstance(e, PortalEvent)}))
         escalations = [at for at, e in run if isinstance(e, HelpRequested)]
-        candidates = contacts + [c for c in linked if c.data.linked_session_id in sessions]
+        candidates = starts + [c for c in linked if c.data.linked_session_id in sessions]
         for contact in candidates:
             at = event_time_ms(contact)
             before_next = next_start is None or at < next_start
@@ -142,9 +167,11 @@ def build_journeys(
             if result is not None:
                 progress[funnel.name] = result
         first = run[0][1]
+        anonymous = isinstance(first, PortalEvent) and first.customer_id is None
         journey = Journey(
             key, first.event_id, start, last, dict(first.attrs), sessions,
-            escalated_at, ordered_at, progress,
+            escalated_at, ordered_at, progress, anonymous,
+            _ttr(start, escalated_at, ordered_at, () if anonymous else resolved),
         )  # fmt: skip
         journeys.append(journey)
     return journeys

@@ -17,11 +17,13 @@ import msgspec
 import orjson
 
 from cxpulse.sinks.store import ch_time
+from cxpulse.streams.contacts import Contact, ShiftTable
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.journeys import GAP_MS, Journey
 
 JOURNEYS = "journeys"
 JOURNEY_FUNNELS = "journey_funnels"
+CONTACTS = "contacts"
 
 
 class Emitted(msgspec.Struct, array_like=True):
@@ -64,6 +66,7 @@ def journey_rows(
                 "ordered_at": _time(journey.ordered_at_ms),
                 "attrs": journey.attrs,
                 "sessions": list(journey.sessions),
+                "ttr_ms": journey.ttr_ms,
             },
             identity,
         )
@@ -97,6 +100,22 @@ def journey_rows(
             )
         )
     return rows
+
+
+def contact_row(key: str, contact: Contact, watermark_ms: int, shifts: ShiftTable) -> Row:
+    """The identity includes the start: an earlier contact_started arriving late moves the row
+    (and its partition), so the old identity must be tombstoned."""
+    key_columns = {
+        "journey_key": key,
+        "contact_id": contact.contact_id,
+        "started_at": ch_time(contact.started_ms),
+    }
+    return Row(
+        CONTACTS,
+        f"{CONTACTS}|{contact.contact_id}|{contact.started_ms}",
+        {**key_columns, **contact.row(watermark_ms, shifts)},
+        key_columns,
+    )
 
 
 def fingerprint(columns: dict[str, Any]) -> int:

@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from cxpulse.schemas.events import ContactEvent
 from cxpulse.schemas.validate import event_time_ms
 from cxpulse.sinks.store import ch_time
 from cxpulse.streams import metrics, topics
+from cxpulse.streams.contacts import Contact, ShiftTable, build_contacts, default_shifts
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.ingest import decode_batch
 from cxpulse.streams.journeys import GAP_MS, Journey, build_journeys
 from cxpulse.streams.keyed import KeyState, apply, encode_state, expired_keys, horizon_ms
-from cxpulse.streams.snapshots import diff, journey_rows
+from cxpulse.streams.snapshots import CONTACTS, contact_row, diff, journey_rows
 
 ALLOWED_LATENESS_MS = 2 * 60_000
 TABLE_TOPICS = {table: topic for topic, table in topics.STORE_TABLES.items()}
@@ -47,9 +49,11 @@ class JourneyStage:
         funnels: Sequence[FunnelSpec],
         restore: Callable[[int], dict[str, KeyState]],
         clock: Callable[[], int] = _now_ms,
+        shifts: ShiftTable | None = None,
     ) -> None:
         self.output = output
         self.funnels = tuple(funnels)
+        self.shifts = shifts or default_shifts()
         self.restore = restore
         self.clock = clock
         self.partitions: dict[int, dict[str, KeyState]] = {}
@@ -133,8 +137,12 @@ class JourneyStage:
 
     def _refresh(self, partition: int, key: str, watermark: int) -> None:
         state = self.partitions[partition][key]
-        journeys = build_journeys(key, state.events.values(), state.links.values(), self.funnels)
+        contacts = build_contacts(state.events.values())
+        journeys = build_journeys(
+            key, state.events.values(), state.links.values(), self.funnels, contacts
+        )
         rows = [row for j in journeys for row in journey_rows(j, self.funnels, watermark)]
+        rows += [contact_row(key, c, watermark, self.shifts) for c in contacts]
         # Versions only grow, also across restarts and owners (the clock moves on meanwhile).
         version = max(self.clock() * 1000, state.last_version + 1)
         changes = diff(rows, state.emitted, version)
@@ -142,33 +150,42 @@ class JourneyStage:
             state.last_version = version
         for table, row in changes:
             self.output.send(TABLE_TOPICS[table], key, row)
-        self._prune(state, journeys, self.clock())
-        open_until = [j.last_activity_ms + GAP_MS for j in journeys if not j.closed(watermark)]
-        state.next_due_ms = min(open_until, default=0)
+        self._prune(state, journeys, contacts, self.clock())
+        due = [j.last_activity_ms + GAP_MS for j in journeys if not j.closed(watermark)]
+        due += [d for c in contacts if (d := c.next_due_ms(watermark)) is not None]
+        state.next_due_ms = min(due, default=0)
         if state.next_due_ms:
             heapq.heappush(self.due.setdefault(partition, []), (state.next_due_ms, key))
 
     @staticmethod
-    def _prune(state: KeyState, journeys: list[Journey], now_ms: int) -> None:
-        """Drop whole journeys past the horizon, and contacts no kept journey can use.
+    def _prune(
+        state: KeyState, journeys: list[Journey], contacts: list[Contact], now_ms: int
+    ) -> None:
+        """Drop whole journeys and contacts past the horizon, and what no kept one can use.
 
-        Pruning whole journeys (never part of one) keeps the identity and figures of every
-        journey that stays; the stored snapshots of pruned journeys are final and left as they
-        are (no tombstone).
+        Whole journeys and contacts go, never part of one, so every row that stays keeps its
+        identity and figures; the stored rows of what is pruned are final and stay (their
+        identities are forgotten, not tombstoned).
         """
         horizon = horizon_ms(now_ms)
-        old = [j for j in journeys if j.last_activity_ms < horizon]
-        if not old:
+        kept = [j.start_ms for j in journeys if j.last_activity_ms >= horizon]
+        limit = min(horizon, min(kept, default=horizon))
+        gone = {c.contact_id for c in contacts if c.started_ms < limit}
+        if not gone and not any(j.last_activity_ms < horizon for j in journeys):
             return
-        kept_start = min((j.start_ms for j in journeys if j.last_activity_ms >= horizon),
-                         default=state.newest_ms)  # fmt: skip
-        limit = min(horizon, kept_start)
-        old_ids = {j.journey_id for j in old}
         for events in (state.events, state.links):
-            for event_id in [i for i, e in events.items() if event_time_ms(e) < limit]:
+            for event_id in [
+                i
+                for i, e in events.items()
+                if event_time_ms(e) < limit
+                or (isinstance(e, ContactEvent) and e.contact_id in gone)
+            ]:
                 del events[event_id]
-        for identity in [i for i in state.emitted if i.rsplit("|", 1)[-1] in old_ids]:
-            del state.emitted[identity]
+        old = {j.journey_id for j in journeys if j.last_activity_ms < horizon}
+        for identity in list(state.emitted):
+            table, *_, last = identity.split("|")
+            if (table == CONTACTS and int(last) < limit) or (table != CONTACTS and last in old):
+                del state.emitted[identity]
 
     def _persist(self, partition: int, key: str) -> None:
         state = self.partitions[partition][key]

@@ -34,6 +34,7 @@ STATE = TopicSpec(
 STORE_EVENTS_RAW = TopicSpec("cx.store.events_raw.v1", {"retention.ms": str(7 * DAY_MS)})
 STORE_JOURNEYS = TopicSpec("cx.store.journeys.v1", {"retention.ms": str(7 * DAY_MS)})
 STORE_JOURNEY_FUNNELS = TopicSpec("cx.store.journey_funnels.v1", {"retention.ms": str(7 * DAY_MS)})
+STORE_CONTACTS = TopicSpec("cx.store.contacts.v1", {"retention.ms": str(7 * DAY_MS)})
 STORE_FRESHNESS = TopicSpec("cx.store.freshness.v1", {"retention.ms": str(DAY_MS)})
 
 INPUT_TOPICS = (PORTAL, CONTACT)
@@ -42,11 +43,12 @@ STORE_TABLES: dict[str, str] = {
     STORE_EVENTS_RAW.name: "events_raw",
     STORE_JOURNEYS.name: "journeys",
     STORE_JOURNEY_FUNNELS.name: "journey_funnels",
+    STORE_CONTACTS.name: "contacts",
     STORE_FRESHNESS.name: "freshness",
 }
 ALL_TOPICS = (
     PORTAL, CONTACT, DLQ, KEYED, STATE,
-    STORE_EVENTS_RAW, STORE_JOURNEYS, STORE_JOURNEY_FUNNELS, STORE_FRESHNESS,
+    STORE_EVENTS_RAW, STORE_JOURNEYS, STORE_JOURNEY_FUNNELS, STORE_CONTACTS, STORE_FRESHNESS,
 )  # fmt: skip
 
 

@@ -62,6 +62,15 @@ def java_major_version(java: str) -> int:
     return int(match.group(2) or 0) if major == 1 else major
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 22 base64url characters, never starting with '-' (which the storage
+    tool's argument parser would take for an option, as Kafka's own generator also avoids)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -231,10 +240,9 @@ class KafkaBroker:
                     "port or delete the data directory to start afresh."
                 )
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [
             java, "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", cluster_id, "-c", str(self.properties_file),
+            f"--cluster-id={new_cluster_id()}", "-c", str(self.properties_file),
         ]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:

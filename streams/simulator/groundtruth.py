@@ -209,10 +209,9 @@ def _step_name(step: Mapping[str, Any] | str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _ContactFacts:
-    """A contact row plus what journeys need to look it up (key, linked session, end)."""
+    """A contact row plus what journeys need to look it up (key, end)."""
 
     key: str
-    linked_session_id: str | None
     ended_ms: int | None
     row: dict[str, Any]
 
@@ -308,7 +307,6 @@ def _contact_facts(
         facts.append(
             _ContactFacts(
                 key=key,
-                linked_session_id=started.data.get("linked_session_id"),
                 ended_ms=ended.ms if ended is not None else None,
                 row=row,
             )
@@ -361,12 +359,11 @@ def _split_journeys(portal_events: Sequence[_Event], gap_ms: int) -> list[_Journ
 class _ContactIndex:
     """What journeys look up about contacts, every list sorted by time: cc.contact_started times
     by customer key and by linked_session_id (escalation), and resolved contacts as
-    (started_ms, contact_id, ended_ms) by the same two lookups (TTR)."""
+    (started_ms, contact_id, ended_ms) by customer key (TTR)."""
 
     starts_by_key: dict[str, list[int]]
     starts_by_session: dict[str, list[int]]
     resolved_by_key: dict[str, list[tuple[int, str, int]]]
-    resolved_by_session: dict[str, list[tuple[int, str, int]]]
 
 
 def _contact_index(cc_events: Sequence[_Event], facts: Sequence[_ContactFacts]) -> _ContactIndex:
@@ -380,15 +377,12 @@ def _contact_index(cc_events: Sequence[_Event], facts: Sequence[_ContactFacts]) 
         if linked:
             starts_by_session[str(linked)].append(event.ms)
     resolved_by_key: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
-    resolved_by_session: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
     for fact in facts:  # already sorted by (started_ms, contact_id)
         if not fact.row["resolved"] or fact.ended_ms is None:
             continue
         entry = (fact.row["started_ms"], fact.row["contact_id"], fact.ended_ms)
         resolved_by_key[fact.key].append(entry)
-        if fact.linked_session_id:
-            resolved_by_session[str(fact.linked_session_id)].append(entry)
-    return _ContactIndex(starts_by_key, starts_by_session, resolved_by_key, resolved_by_session)
+    return _ContactIndex(starts_by_key, starts_by_session, resolved_by_key)
 
 
 def _first_after(times: Sequence[int], after_ms: int) -> int | None:
@@ -423,16 +417,13 @@ def _escalation_ms(
     return min(candidates) if candidates else None
 
 
-def _escalated_ttr_ms(
-    journey: _Journey, sessions: Sequence[str], escalated_at: int, index: _ContactIndex
-) -> int | None:
-    """End of the first resolved contact (same key or linked session) that started at or after
-    the escalation, minus the journey start."""
-    row_lists = [index.resolved_by_session.get(session, []) for session in sessions]
-    if not journey.anonymous:
-        row_lists.append(index.resolved_by_key.get(journey.key, []))
-    hits = [hit for rows in row_lists if (hit := _first_from(rows, escalated_at)) is not None]
-    return min(hits)[2] - journey.start_ms if hits else None
+def _escalated_ttr_ms(journey: _Journey, escalated_at: int, index: _ContactIndex) -> int | None:
+    """End of the first resolved contact of the same customer that started at or after the
+    escalation, minus the journey start (anonymous journeys have no TTR: docs/decisions.md)."""
+    if journey.anonymous:
+        return None
+    hit = _first_from(index.resolved_by_key.get(journey.key, []), escalated_at)
+    return hit[2] - journey.start_ms if hit is not None else None
 
 
 def _journey_row(
@@ -462,7 +453,7 @@ def _journey_row(
     if outcome == "self_served" and ordered_at is not None:
         ttr_ms = ordered_at - journey.start_ms
     elif outcome == "escalated" and escalated_at is not None:
-        ttr_ms = _escalated_ttr_ms(journey, sessions, escalated_at, index)
+        ttr_ms = _escalated_ttr_ms(journey, escalated_at, index)
 
     progress: dict[str, Any] = {}
     for funnel in funnels:

@@ -100,3 +100,11 @@ time.sleep(600)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     assert _wait_dead(broker_pid), "the broker outlived the process that started it"
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from cxpulse.deploy.kafka.broker import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == 2000

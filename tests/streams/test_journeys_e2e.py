@@ -1,4 +1,5 @@
-"""End to end on a real broker: funnel figures in ClickHouse equal the ground truth exactly.
+"""End to end on a real broker: funnel, contact-center and containment figures in ClickHouse
+equal the ground truth exactly.
 
 Simulated history with every kind of noise goes through Kafka into one or two worker processes
 (4 partitions) and the store writer into chdb; the query module's figures for the (closed)
@@ -24,6 +25,7 @@ from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.noise import Message, NoiseConfig
 from cxpulse.streams.simulator.output import read_jsonl, send_to_kafka
 from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
+from tests.streams.test_stage import assert_kpis_and_containment
 from tests.support.workers import store_writer, wait_handled, wait_quiet, workers
 
 HOUR = 3_600_000
@@ -38,11 +40,12 @@ def _history(start_ms: int, count: int, seed: int) -> list[Message]:
     return list(plan.messages())
 
 
-def _truth(messages: list[Message], now_ms: int) -> list[dict[str, Any]]:
+def _truth(messages: list[Message], now_ms: int) -> dict[str, Any]:
+    """The ground truth as of the pipeline's watermark (wall clock - 2 min)."""
     collector = GroundTruthCollector()
     for message in messages:
         collector.observe(message, now_ms)
-    return collector.ground_truth([FUNNEL])["journeys"]
+    return collector.ground_truth([FUNNEL], as_of_ms=now_ms - 120_000)
 
 
 def _entered(journey: dict[str, Any]) -> int | None:
@@ -50,7 +53,10 @@ def _entered(journey: dict[str, Any]) -> int | None:
     return None if progress is None else progress["reach_ms"][0]
 
 
-def _assert_store_equals_truth(store: ChdbStore, journeys: list[dict[str, Any]]) -> int:
+def _assert_store_equals_truth(store: ChdbStore, truth: dict[str, Any]) -> int:
+    journeys = truth["journeys"]
+    everything = (0, time.time_ns() // 1_000_000)
+    assert_kpis_and_containment(store, truth, *everything)
     entered = [j for j in journeys if _entered(j) is not None]
     assert all(j["closed"] for j in entered), "history must be closed by now"
     start = min(_entered(j) for j in entered)  # type: ignore[type-var]
@@ -91,7 +97,7 @@ def test_funnel_figures_equal_the_ground_truth(
 ) -> None:  # fmt: skip
     now_ms = time.time_ns() // 1_000_000
     messages = _history(now_ms - 8 * HOUR, 16_000, seed=100 + worker_count)
-    journeys = _truth(messages, now_ms)
+    truth = _truth(messages, now_ms)
     migrate(chdb_store)
     for _ in send_to_kafka(messages, fresh_bootstrap):
         pass
@@ -101,7 +107,7 @@ def test_funnel_figures_equal_the_ground_truth(
     ):
         wait_handled(ports, len(messages), tmp_path)
         wait_quiet(writer)
-    assert _assert_store_equals_truth(chdb_store, journeys) > 500
+    assert _assert_store_equals_truth(chdb_store, truth) > 500
 
 
 def test_replaying_days_old_history_gives_the_same_figures(
@@ -116,7 +122,7 @@ def test_replaying_days_old_history_gives_the_same_figures(
         env=fresh_env, check=True, capture_output=True,
     )  # fmt: skip
     messages = list(read_jsonl(history))
-    journeys = _truth(messages, time.time_ns() // 1_000_000)
+    truth = _truth(messages, time.time_ns() // 1_000_000)
     migrate(chdb_store)
     subprocess.run(
         [sys.executable, "-m", "cxpulse.deploy.cli", "replay", str(history)],
@@ -128,4 +134,4 @@ def test_replaying_days_old_history_gives_the_same_figures(
     ):
         wait_handled(ports, len(messages), tmp_path)
         wait_quiet(writer)
-    assert _assert_store_equals_truth(chdb_store, journeys) > 500
+    assert _assert_store_equals_truth(chdb_store, truth) > 500

@@ -12,13 +12,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.queries import freshness, funnel_breakdown, funnel_summary, funnel_timeseries
+from cxpulse.sinks.queries import (
+    contact_kpis,
+    containment,
+    freshness,
+    funnel_breakdown,
+    funnel_summary,
+    funnel_timeseries,
+)
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import Source, encode_batch, partition_for, route
 from cxpulse.streams.keyed import KeyState, decode_state
-from cxpulse.streams.simulator.groundtruth import compute_ground_truth, summarize_funnel
+from cxpulse.streams.simulator.groundtruth import (
+    compute_ground_truth,
+    summarize_containment,
+    summarize_funnel,
+    summarize_kpis,
+)
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.noise import NoiseConfig
 from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
@@ -137,6 +149,34 @@ def test_store_figures_equal_the_ground_truth(chdb_store: ChdbStore) -> None:
         ]
         assert entry["journeys"] == len(expected)
     assert {p["partition"] for p in freshness(chdb_store)} == {0, 1, 2, 3}
+    assert_kpis_and_containment(chdb_store, truth, NOW_MS - 40 * HOUR, NOW_MS)
+
+
+def assert_kpis_and_containment(
+    store: ChdbStore, truth: dict[str, Any], start: int, end: int
+) -> None:
+    """Contact KPIs (overall, per queue, per channel) and containment equal the ground truth."""
+    contacts = [c for c in truth["contacts"] if start <= c["started_ms"] < end]
+    assert len(contacts) > 100
+    queues = sorted({c["queue"] for c in contacts if c["queue"]})
+    for filters in [{}, {"queue": queues[0]}, {"channel": "chat"}]:
+        rows = [c for c in contacts if all(c[k] == v for k, v in filters.items())]
+        expected = summarize_kpis(rows)
+        got = contact_kpis(store, start, end, filters)
+        for name, value in expected.items():
+            if name == "counts":
+                assert {k: got["counts"][k] for k in value} == value, filters
+            else:
+                assert got[name] == value, (name, filters)
+    journeys = [j for j in truth["journeys"] if start <= j["start_ms"] < end]
+    expected = summarize_containment(journeys)
+    got = containment(store, start, end)
+    for name in ("journeys", "closed", "self_served", "escalated", "abandoned", "in_progress",
+                 "containment_rate", "cost_to_serve", "savings"):  # fmt: skip
+        assert got[name] == expected[name], name
+    ttrs = sorted(j["ttr_ms"] for j in journeys if j["closed"] and j["ttr_ms"] is not None)
+    assert got["ttr_median_seconds"] == (ttrs[(len(ttrs) - 1) // 2] / 1000 if ttrs else None)
+    assert got["ttr_mean_seconds"] == (sum(ttrs) / (len(ttrs) * 1000) if ttrs else None)
 
 
 def _spec() -> dict[str, Any]:

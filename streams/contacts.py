@@ -1,0 +1,242 @@
+"""Contacts of one customer key, assembled from its `cc.*` events: pure functions, no Kafka.
+
+A contact is the events of one contact_id; it counts once its `cc.contact_started` is known, in
+the bucket of that start. Whatever the arrival order, the first event of each kind (by time,
+then event_id) decides; follow-up flags (IVR containment 24 h, FCR 7 d) look at the other
+contacts of the same customer and turn final when the watermark passes their window. The rules
+are those of docs/decisions.md, "Metric semantics".
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, tzinfo
+from typing import Any
+
+from cxpulse.schemas.events import (
+    Abandoned,
+    Answered,
+    ContactEnded,
+    ContactEvent,
+    ContactStarted,
+    Event,
+    IvrCompleted,
+    Queued,
+    SurveySubmitted,
+    Transferred,
+)
+from cxpulse.schemas.validate import event_time_ms
+
+SHORT_ABANDON_MS = 5_000
+SERVICE_LEVEL_MS = 20_000
+IVR_FOLLOWUP_MS = 24 * 3_600_000
+FCR_WINDOW_MS = 7 * 24 * 3_600_000
+
+
+@dataclass(frozen=True)
+class Shift:
+    name: str
+    start: time
+    end: time  # exclusive; 00:00 means midnight at the end of the day
+
+    def contains(self, at: time) -> bool:
+        if self.start < self.end:
+            return self.start <= at < self.end
+        return at >= self.start or at < self.end  # wraps past midnight
+
+
+@dataclass(frozen=True)
+class ShiftTable:
+    """Named local-time ranges of one time zone; the first that contains a time wins."""
+
+    shifts: tuple[Shift, ...]
+    zone: tzinfo = UTC
+
+    def name_at(self, epoch_ms: int) -> str:
+        local = datetime.fromtimestamp(epoch_ms / 1000, self.zone).time()
+        return next((s.name for s in self.shifts if s.contains(local)), "")
+
+    @classmethod
+    def parse(cls, text: str, zone: tzinfo = UTC) -> ShiftTable:
+        """'day=08:00-16:00,evening=16:00-00:00,night=00:00-08:00'."""
+        shifts = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, span = part.partition("=")
+            start, dash, end = span.partition("-")
+            if not sep or not dash:
+                raise ValueError(f"shift {part!r} is not name=HH:MM-HH:MM")
+            shifts.append(Shift(name.strip(), time.fromisoformat(start), time.fromisoformat(end)))
+        return cls(tuple(shifts), zone)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    contact_id: str
+    customer_id: str
+    started_ms: int
+    channel: str
+    linked_session_id: str | None
+    queue: str | None
+    team: str | None
+    queued_ms: int | None
+    answered_ms: int | None
+    abandoned_ms: int | None
+    ended_ms: int | None
+    transfers: int
+    ivr_outcome: str | None
+    resolved: bool
+    part_shipped: bool
+    csat: int | None
+    nps: int | None
+    ces: int | None
+    repeat_within_24h: bool
+    repeat_within_7d: bool
+    attrs: dict[str, str]
+
+    @property
+    def queued(self) -> bool:
+        return self.queued_ms is not None
+
+    @property
+    def answered(self) -> bool:
+        return self.queued_ms is not None and self.answered_ms is not None
+
+    @property
+    def abandoned(self) -> bool:
+        return (
+            self.queued_ms is not None
+            and not self.answered
+            and self.abandoned_ms is not None
+            and self.abandoned_ms >= self.queued_ms
+        )
+
+    @property
+    def wait_ms(self) -> int | None:
+        if self.queued_ms is None:
+            return None
+        if self.answered:
+            return self.answered_ms - self.queued_ms  # type: ignore[operator]
+        if self.abandoned:
+            return self.abandoned_ms - self.queued_ms  # type: ignore[operator]
+        return None
+
+    @property
+    def handle_ms(self) -> int | None:
+        if not self.answered or self.ended_ms is None:
+            return None
+        return self.ended_ms - self.answered_ms  # type: ignore[operator]
+
+    def row(self, watermark_ms: int, shifts: ShiftTable) -> dict[str, Any]:
+        """The measurable facts of the contact, as the `contacts` table stores them."""
+        wait = self.wait_ms
+        return {
+            "contact_id": self.contact_id,
+            "customer_id": self.customer_id,
+            "channel": self.channel,
+            "queue": self.queue or "",
+            "team": self.team or "",
+            "shift": shifts.name_at(self.started_ms),
+            "queued": int(self.queued),
+            "answered": int(self.answered),
+            "abandoned": int(self.abandoned),
+            "short_abandoned": int(self.abandoned and wait is not None and wait < SHORT_ABANDON_MS),
+            "answered_within_sl": int(
+                self.answered and wait is not None and wait <= SERVICE_LEVEL_MS
+            ),
+            "wait_ms": wait,
+            "handle_ms": self.handle_ms,
+            "transferred": int(self.answered and self.transfers > 0),
+            "transfers": self.transfers,
+            "ivr_outcome": self.ivr_outcome or "",
+            "ivr_contained": int(self.ivr_outcome == "contained" and not self.repeat_within_24h),
+            "ivr_final": int(watermark_ms >= self.started_ms + IVR_FOLLOWUP_MS),
+            "resolved": int(self.resolved),
+            "first_contact_resolved": int(self.resolved and not self.repeat_within_7d),
+            "fcr_final": int(watermark_ms >= self.started_ms + FCR_WINDOW_MS),
+            "part_shipped": int(self.part_shipped),
+            "csat": self.csat,
+            "nps": self.nps,
+            "ces": self.ces,
+            "linked_session_id": self.linked_session_id or "",
+            "attrs": self.attrs,
+        }
+
+    def next_due_ms(self, watermark_ms: int) -> int | None:
+        """When this contact's row next changes by time alone (a follow-up window ends)."""
+        pending = [
+            self.started_ms + window
+            for window in (IVR_FOLLOWUP_MS, FCR_WINDOW_MS)
+            if watermark_ms < self.started_ms + window
+        ]
+        return min(pending, default=None)
+
+
+def _first(events: Sequence[tuple[int, Event]], kind: type) -> tuple[int, Any] | None:
+    return next(((at, e) for at, e in events if isinstance(e, kind)), None)
+
+
+def build_contacts(events: Iterable[Event]) -> list[Contact]:
+    """Every contact of a customer key that has a `cc.contact_started`, in start order."""
+    by_contact: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+    for event in events:
+        if isinstance(event, ContactEvent):
+            by_contact[event.contact_id].append((event_time_ms(event), event))
+    starts: list[tuple[int, str, list[tuple[int, Event]], ContactStarted]] = []
+    for contact_id, items in by_contact.items():
+        items.sort(key=lambda p: (p[0], p[1].event_id))
+        started = _first(items, ContactStarted)
+        if started is not None:
+            starts.append((started[0], contact_id, items, started[1]))
+    starts.sort(key=lambda s: (s[0], s[1]))
+    start_times = [s[0] for s in starts]
+
+    def repeated_within(start_ms: int, window_ms: int) -> bool:
+        """Another contact of the customer started in (start, start + window]."""
+        index = bisect_right(start_times, start_ms)
+        return index < len(start_times) and start_times[index] <= start_ms + window_ms
+
+    contacts = []
+    for start_ms, contact_id, items, started in starts:
+        queued = _first(items, Queued)
+        answered = _first(items, Answered)
+        abandoned = _first(items, Abandoned)
+        ended = _first(items, ContactEnded)
+        ivr = _first(items, IvrCompleted)
+        surveys = [e for _, e in items if isinstance(e, SurveySubmitted)]
+        survey = surveys[-1].data if surveys else None
+        contacts.append(
+            Contact(
+                contact_id=contact_id,
+                customer_id=started.customer_id,
+                started_ms=start_ms,
+                channel=started.data.channel,
+                linked_session_id=started.data.linked_session_id,
+                queue=queued[1].data.queue if queued else None,
+                team=answered[1].data.team if answered else None,
+                queued_ms=queued[0] if queued else None,
+                answered_ms=answered[0] if answered else None,
+                abandoned_ms=abandoned[0] if abandoned else None,
+                ended_ms=ended[0] if ended else None,
+                transfers=sum(1 for _, e in items if isinstance(e, Transferred)),
+                ivr_outcome=ivr[1].data.outcome if ivr else None,
+                resolved=bool(ended and ended[1].data.resolved),
+                part_shipped=bool(ended and ended[1].data.part_shipped),
+                csat=survey.csat if survey else None,
+                nps=survey.nps if survey else None,
+                ces=survey.ces if survey else None,
+                repeat_within_24h=repeated_within(start_ms, IVR_FOLLOWUP_MS),
+                repeat_within_7d=repeated_within(start_ms, FCR_WINDOW_MS),
+                attrs=dict(started.attrs),
+            )
+        )
+    return contacts
+
+
+DEFAULT_SHIFTS = "day=08:00-16:00,evening=16:00-00:00,night=00:00-08:00"
+
+
+def default_shifts() -> ShiftTable:
+    return ShiftTable.parse(DEFAULT_SHIFTS)
