@@ -31,6 +31,7 @@ test: lint
 # Benchmarks write bench/results/<name>.json and .md.
 bench: setup
 	$(BIN)/python -m bench.validation
+	$(BIN)/python -m bench.api_latency
 
 format: setup
 	$(BIN)/ruff format .

@@ -352,6 +352,7 @@ def simulate(
     """Generate realistic portal and contact-center traffic (with optional noise)."""
     import time
 
+    from cxpulse.deploy.durations import parse_duration_ms
     from cxpulse.streams.simulator.groundtruth import load_funnels
     from cxpulse.streams.simulator.model import SimConfig
     from cxpulse.streams.simulator.noise import NoiseConfig
@@ -359,7 +360,6 @@ def simulate(
     from cxpulse.streams.simulator.run import (
         GroundTruthCollector,
         Plan,
-        parse_duration_ms,
         parse_incident,
         parse_time_ms,
     )
@@ -436,15 +436,66 @@ def up(
     rate: Annotated[float, typer.Option(help="Simulated events per second.", min=0.1)] = 20.0,
 ) -> None:
     """Run everything locally: broker (unless configured), migrations, worker, writer, simulator."""
+    from cxpulse.api.server import ApiError
     from cxpulse.deploy.stack import Stack
     from cxpulse.sinks.migrate import MigrationError
     from cxpulse.sinks.store import StoreError
+    from cxpulse.streams.funnels import FunnelConfigError
 
     try:
         code = Stack(_settings(), simulator=not no_simulator, rate=rate).run()
-    except (KafkaError, StoreError, MigrationError) as exc:
+    except (KafkaError, StoreError, MigrationError, ApiError, FunnelConfigError) as exc:
         raise _fail(str(exc)) from exc
     raise typer.Exit(code=code)
+
+
+@app.command()
+def api() -> None:
+    """Serve the metrics API on its own (server mode; `cxpulse up` serves it in-process)."""
+    from cxpulse.api.app import create_api
+    from cxpulse.api.server import ApiError, resolve_keys, serve_forever
+    from cxpulse.sinks.store import StoreError, open_store
+    from cxpulse.streams.funnels import FunnelConfigError, load_funnels
+
+    settings = _settings()
+    try:
+        keys, _ = resolve_keys(settings, generate=False)
+        funnels = load_funnels(settings.funnels_file)
+        with open_store(
+            settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
+        ) as store:
+            console.print(f"API on http://{settings.api_host}:{settings.api_port}")
+            serve_forever(create_api(store, funnels, settings, keys), settings)
+    except (ApiError, StoreError, FunnelConfigError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def watch(
+    funnel: Annotated[str, typer.Option(help="Funnel to show.")] = "self_service",
+    since: Annotated[str, typer.Option(help="Range shown: the last 15m, 1h, 24h ...")] = "1h",
+    every: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.5)] = 3.0,
+    url: Annotated[
+        str | None, typer.Option(help="API base URL. Default: the running `up` stack's.")
+    ] = None,
+) -> None:
+    """A live terminal view of the funnel, contact-center KPIs and freshness (Ctrl-C ends)."""
+    from cxpulse.api.server import ApiError, resolve_keys
+    from cxpulse.api.watch import watch as run_watch
+    from cxpulse.deploy.durations import parse_duration_ms
+
+    settings = _settings()
+    try:
+        since_s = parse_duration_ms(since) // 1000
+        _, shown = resolve_keys(settings, generate=False)
+    except (ValueError, ApiError) as exc:
+        raise _fail(str(exc)) from exc
+    key = shown or settings.api_keys.get_secret_value().split(",")[0].strip()  # type: ignore[union-attr]
+    if key.startswith("sha256:"):
+        raise _fail("CXPULSE_API_KEYS holds only hashes; set a plain key to watch")
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    with contextlib.suppress(KeyboardInterrupt):
+        run_watch(base, key, funnel, since, since_s, every)
 
 
 @app.command()
@@ -458,10 +509,10 @@ def report(
     """
     import time
 
+    from cxpulse.deploy.durations import parse_duration_ms
     from cxpulse.sinks.queries import contact_kpis, containment, funnel_summary
     from cxpulse.sinks.store import StoreError, open_store
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
-    from cxpulse.streams.simulator.run import parse_duration_ms
 
     settings = _settings()
     try:
@@ -476,11 +527,11 @@ def report(
                     funnel_summary(store, f.name, [s.name for s in f.steps], start, end)
                     for f in funnels
                 ],
-                "kpis": contact_kpis(store, start, end),
+                "kpis": contact_kpis(store, start, end)[0],
                 "containment": containment(
                     store, start, end, assisted_cost=settings.assisted_cost,
                     self_service_cost=settings.self_service_cost,
-                ) | {"currency": settings.currency},
+                )[0] | {"currency": settings.currency},
             }  # fmt: skip
     except (ValueError, StoreError, FunnelConfigError) as exc:
         raise _fail(str(exc)) from exc

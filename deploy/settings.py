@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxpulse.streams.contacts import DEFAULT_SHIFTS
@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     assisted_cost: float = Field(7.0, ge=0, description="Cost of one assisted interaction.")
     self_service_cost: float = Field(0.1, ge=0, description="Cost of one self-served journey.")
     currency: str = Field("USD", description="Currency of the costs.")
+    api_host: str = Field("127.0.0.1", description="Address the metrics API listens on.")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port of the metrics API.")
+    api_keys: SecretStr | None = Field(
+        None,
+        description="Bearer API keys, comma-separated; an entry may be `sha256:<hex>` so only "
+        "the hash is configured. Unset: `cxpulse up` generates one and keeps it in the data dir.",
+    )
+    api_max_range_days: int = Field(93, ge=1, description="Longest time range one request reads.")
+    api_max_points: int = Field(10_000, ge=1, description="Most time buckets in one response.")
+    api_ready_lag_seconds: float = Field(
+        300.0, gt=0, description="/readyz fails when the newest stored event is older than this."
+    )
     log_level: str = Field("info", description="Log level of cxpulse processes.")
 
     @field_validator("log_level")

@@ -22,6 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cxpulse.api.app import create_api
+from cxpulse.api.server import BackgroundApi, resolve_keys
 from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, KafkaError
 from cxpulse.deploy.kafka.broker import die_with_parent
 from cxpulse.deploy.settings import Settings, redact_url
@@ -29,6 +31,7 @@ from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import open_store
 from cxpulse.sinks.writer import StoreWriter
 from cxpulse.streams import topics
+from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.output import paced, send_to_kafka
 from cxpulse.streams.simulator.run import Plan
@@ -113,6 +116,7 @@ class Stack:
         store = None
         writer_stop = threading.Event()
         writer_thread: threading.Thread | None = None
+        api: BackgroundApi | None = None
         simulator: threading.Thread | None = None
         failure: str | None = "startup failed"
         previous = {sig: signal.signal(sig, lambda *_: self.stop.set()) for sig in _SIGNALS}
@@ -138,6 +142,10 @@ class Stack:
             )
             writer_thread = threading.Thread(target=writer.run, args=(writer_stop,), name="writer")
             writer_thread.start()
+            keys, shown_key = resolve_keys(settings, generate=True)
+            funnels = load_funnels(settings.funnels_file)
+            api = BackgroundApi(create_api(store, funnels, settings, keys), settings)
+            api.start()
             worker = spawn_child(
                 ["worker"], {"CXPULSE_KAFKA_BOOTSTRAP": bootstrap}, logs / "worker.log"
             )
@@ -159,13 +167,14 @@ class Stack:
                 if settings.clickhouse_url
                 else str(settings.chdb_path),
                 "data_dir": str(settings.data_dir.resolve()),
+                "api_url": api.url,
                 "worker_pids": [worker.pid],
                 "broker_pid": broker.running_pid() if broker else None,
                 "logs": str(logs),
             }
             settings.stack_file.write_text(json.dumps(info, indent=2))
-            self._print_banner(info, len(applied))
-            failure = self._supervise(writer, writer_thread, worker, broker)
+            self._print_banner(info, len(applied), shown_key)
+            failure = self._supervise(writer, writer_thread, worker, broker, api)
         finally:
             # In dependency order: traffic, worker (flushes its output), writer (stores what the
             # worker produced), broker.
@@ -178,6 +187,8 @@ class Stack:
                 time.sleep(2 * settings.writer_flush_seconds)
                 writer_stop.set()
                 writer_thread.join(timeout=60)
+            if api is not None:
+                api.stop()
             if store is not None:
                 store.close()
             if broker is not None:
@@ -202,6 +213,7 @@ class Stack:
         writer_thread: threading.Thread,
         worker: subprocess.Popen[bytes],
         broker: KafkaBroker | None,
+        api: BackgroundApi,
     ) -> str | None:
         """Wait for a stop request (None) or a dead part (what died)."""
         next_report = time.monotonic() + 5
@@ -210,6 +222,8 @@ class Stack:
                 return f"the worker exited with code {worker.returncode}; see its log"
             if not writer_thread.is_alive():
                 return "the store writer stopped; see the log above"
+            if not api.alive:
+                return "the API stopped; see the log above"
             if broker is not None and broker.running_pid() is None:
                 return f"the Kafka broker exited; see {broker.logs_dir / 'server.log'}"
             if time.monotonic() >= next_report:
@@ -218,17 +232,21 @@ class Stack:
                 console.print(f"rows stored: {stored or 'none yet'}")
         return None
 
-    def _print_banner(self, info: dict[str, Any], migrations_applied: int) -> None:
+    def _print_banner(self, info: dict[str, Any], migrations_applied: int, key: str | None) -> None:
         table = Table(title="cxpulse is running", show_header=False)
         table.add_row(
             "Kafka", f"{info['kafka_bootstrap']}" + (" (local)" if info["kafka_local"] else "")
         )
         table.add_row("Store", f"{info['store']} at {info['store_location']}")
         table.add_row("Migrations", f"{migrations_applied} applied now")
+        table.add_row("API", f"{info['api_url']}/v1/... (OpenAPI: {info['api_url']}/docs)")
+        table.add_row("API key", "below" if key else "from CXPULSE_API_KEYS")
         table.add_row("Worker", f"pid {info['worker_pids'][0]}, log {info['logs']}/worker.log")
         table.add_row(
             "Simulator", f"live traffic, about {self.rate:g} events/s" if self.simulator else "off"
         )
         table.add_row("Data dir", info["data_dir"])
         console.print(table)
+        if key:
+            console.print(f"API key (kept in the data dir): {key}")
         console.print("Press Ctrl-C to stop.")

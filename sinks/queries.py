@@ -131,15 +131,11 @@ def funnel_timeseries(
     filters: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per time bucket (of entry into the funnel): journeys, reached and dropped per step."""
-    if interval_s < 60 or interval_s % 60:
-        raise QueryError("interval must be a whole number of minutes")
     where, params = _where(funnel, start_ms, end_ms, filters or {})
-    params["interval"] = interval_s
+    bucket, group = _bucket("entered_at", interval_s, params)
     sql = (
-        "SELECT toUnixTimestamp(toStartOfInterval(entered_at, "
-        "toIntervalSecond({interval:UInt32}))) * 1000 AS bucket_ms,\n"
-        f"    count() AS journeys, {_per_step_arrays(len(steps))}\n"
-        f"FROM journey_funnels FINAL\nWHERE {where}\nGROUP BY bucket_ms ORDER BY bucket_ms"
+        f"SELECT {bucket}count() AS journeys, {_per_step_arrays(len(steps))}\n"
+        f"FROM journey_funnels FINAL\nWHERE {where}\n{group}"
     )
     return [
         {
@@ -200,10 +196,29 @@ _KPI_COUNTS = (
 )  # fmt: skip
 
 
+def _bucket(column: str, interval_s: int | None, params: dict[str, Any]) -> tuple[str, str]:
+    """(select expression, group by) for optional fixed-size time buckets."""
+    if interval_s is None:
+        return "", ""
+    if interval_s < 60 or interval_s % 60:
+        raise QueryError("interval must be a whole number of minutes")
+    params["interval"] = interval_s
+    expression = (
+        f"toUnixTimestamp(toStartOfInterval({column}, toIntervalSecond({{interval:UInt32}})))"
+        " * 1000 AS bucket_ms, "
+    )
+    return expression, "GROUP BY bucket_ms ORDER BY bucket_ms"
+
+
 def contact_kpis(
-    store: Store, start_ms: int, end_ms: int, filters: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Contact-center KPIs of contacts started in [start, end), from counts and sums.
+    store: Store,
+    start_ms: int,
+    end_ms: int,
+    filters: Mapping[str, str] | None = None,
+    interval_s: int | None = None,
+) -> list[dict[str, Any]]:
+    """Contact-center KPIs of contacts started in [start, end), from counts and sums: one entry,
+    or one per `interval_s` bucket (each with `bucket_ms`).
 
     `filters` may name queue, team, channel and shift. FCR and IVR containment are provisional
     until every counted contact's follow-up window has passed: `fcr_final` / `ivr_final` say so.
@@ -214,10 +229,11 @@ def contact_kpis(
             raise QueryError(f"contacts can be filtered by {', '.join(_CONTACT_FILTERS)}")
         clauses.append(f"{name} = {{{name}:String}}")
         params[name] = value
+    bucket, group = _bucket("started_at", interval_s, params)
     # Aliases must not shadow the columns that later conditions read (answered = 1 ...).
     counts = ", ".join(f"sum({flag}) AS n_{flag}" for flag in _KPI_COUNTS)
     sql = f"""
-SELECT count() AS contacts, {counts},
+SELECT {bucket}count() AS contacts, {counts},
     sumIf(wait_ms, answered = 1) AS wait_answered_ms,
     countIf(answered = 1 AND handle_ms IS NOT NULL) AS handled,
     sumIf(handle_ms, answered = 1) AS handle_sum_ms,
@@ -229,16 +245,20 @@ SELECT count() AS contacts, {counts},
     count(nps) AS nps_responses, countIf(nps >= 9) AS promoters, countIf(nps <= 6) AS detractors,
     count(ces) AS ces_responses, sum(ces) AS ces_sum
 FROM contacts FINAL
-WHERE {" AND ".join(clauses)}"""
-    row = {k: (int(v) if v is not None else 0) for k, v in store.query(sql, params)[0].items()}
+WHERE {" AND ".join(clauses)}
+{group}"""
+    return [_kpis_of(row) for row in store.query(sql, params)]
+
+
+def _kpis_of(raw: dict[str, Any]) -> dict[str, Any]:
+    row = {k: (int(v) if v is not None else 0) for k, v in raw.items()}
     c = {"contacts": row["contacts"], **{flag: row[f"n_{flag}"] for flag in _KPI_COUNTS}}
     for name in ("handled", "ivr_contacts", "zero_out", "csat_responses", "nps_responses",
                  "ces_responses"):  # fmt: skip
         c[name] = row[name]
     offered = c["answered"] + c["abandoned"] - c["short_abandoned"]
     return {
-        "start": start_ms,
-        "end": end_ms,
+        **({"bucket_ms": row["bucket_ms"]} if "bucket_ms" in row else {}),
         "service_level": _ratio(c["answered_within_sl"], offered),
         "asa_seconds": _ratio(row["wait_answered_ms"], c["answered"] * 1000),
         "abandonment_rate": _ratio(c["abandoned"], c["queued"]),
@@ -264,33 +284,76 @@ def containment(
     assisted_cost: float = 7.00,
     self_service_cost: float = 0.10,
     filters: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Self-service containment of portal journeys started in [start, end), cost to serve and
-    savings (over closed journeys), outcome counts over all, and TTR of closed journeys."""
+    interval_s: int | None = None,
+) -> list[dict[str, Any]]:
+    """Self-service containment of portal journeys started in [start, end): one entry, or one
+    per `interval_s` bucket. Outcome counts cover all journeys; containment, cost to serve,
+    savings and TTR only closed ones."""
     clauses, params = _range_and_attrs("start_at", start_ms, end_ms, filters or {})
-    where = " AND ".join(clauses)
+    bucket, group = _bucket("start_at", interval_s, params)
     sql = f"""
-SELECT count() AS journeys, countIf(closed = 1) AS n_closed, {_outcome_columns()},
+SELECT {bucket}count() AS journeys, countIf(closed = 1) AS n_closed, {_outcome_columns()},
     countIf(closed = 1 AND outcome = 'self_served') AS closed_self_served,
     countIf(closed = 1 AND outcome = 'escalated') AS closed_escalated,
     countIf(closed = 1 AND ttr_ms IS NOT NULL) AS ttr_n,
     sumIf(ttr_ms, closed = 1) AS ttr_sum_ms,
     quantileExactLowIf(0.5)(ttr_ms, closed = 1 AND ttr_ms IS NOT NULL) AS ttr_median_ms
 FROM journeys FINAL
-WHERE {where}"""
-    row = store.query(sql, params)[0]
-    self_served = int(row["closed_self_served"])
-    escalated = int(row["closed_escalated"])
-    ttr_n = int(row["ttr_n"])
-    return {
-        "start": start_ms,
-        "end": end_ms,
-        "journeys": int(row["journeys"]),
-        "closed": int(row["n_closed"]),
-        **{o: int(row[o]) for o in OUTCOMES},
-        "containment_rate": _ratio(self_served, int(row["n_closed"])),
-        "cost_to_serve": escalated * assisted_cost + self_served * self_service_cost,
-        "savings": self_served * (assisted_cost - self_service_cost),
-        "ttr_mean_seconds": _ratio(int(row["ttr_sum_ms"] or 0), ttr_n * 1000),
-        "ttr_median_seconds": None if ttr_n == 0 else int(row["ttr_median_ms"]) / 1000,
-    }
+WHERE {" AND ".join(clauses)}
+{group}"""
+    results = []
+    for row in store.query(sql, params):
+        self_served = int(row["closed_self_served"])
+        escalated = int(row["closed_escalated"])
+        ttr_n = int(row["ttr_n"])
+        results.append({
+            **({"bucket_ms": int(row["bucket_ms"])} if "bucket_ms" in row else {}),
+            "journeys": int(row["journeys"]),
+            "closed": int(row["n_closed"]),
+            **{o: int(row[o]) for o in OUTCOMES},
+            "containment_rate": _ratio(self_served, int(row["n_closed"])),
+            "cost_to_serve": escalated * assisted_cost + self_served * self_service_cost,
+            "savings": self_served * (assisted_cost - self_service_cost),
+            "ttr_mean_seconds": _ratio(int(row["ttr_sum_ms"] or 0), ttr_n * 1000),
+            "ttr_median_seconds": None if ttr_n == 0 else int(row["ttr_median_ms"]) / 1000,
+        })  # fmt: skip
+    return results
+
+
+_ALERT_COLUMNS = (
+    "id, rule, state, funnel, step, segment, current_rate, baseline_rate, window_journeys, z, "
+    "toUnixTimestamp64Milli(started_at) AS started_ms, "
+    "toUnixTimestamp64Milli(resolved_at) AS resolved_ms, "
+    "toUnixTimestamp64Milli(silenced_until) AS silenced_ms, "
+    "toUnixTimestamp64Milli(updated_at) AS updated_ms"
+)
+
+
+def alerts(
+    store: Store, state: str | None = None, start_ms: int | None = None, end_ms: int | None = None
+) -> list[dict[str, Any]]:
+    """Current alerts, newest first; `start`/`end` select alerts active in that range."""
+    clauses, params = ["1"], {}
+    if state is not None:
+        if state not in ("firing", "resolved"):
+            raise QueryError("state is firing or resolved")
+        clauses.append("state = {state:String}")
+        params["state"] = state
+    if start_ms is not None:
+        clauses.append("(resolved_at IS NULL OR resolved_at >= {start:DateTime64(3, 'UTC')})")
+        params["start"] = ch_time(start_ms)
+    if end_ms is not None:
+        clauses.append("started_at < {end:DateTime64(3, 'UTC')}")
+        params["end"] = ch_time(end_ms)
+    sql = (
+        f"SELECT {_ALERT_COLUMNS} FROM alerts FINAL WHERE {' AND '.join(clauses)} "
+        "ORDER BY started_at DESC, id"
+    )
+    return store.query(sql, params)
+
+
+def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
+    rows = store.query(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts FINAL WHERE id = {{id:String}}", {"id": alert_id}
+    )
+    return rows[0] if rows else None

@@ -69,6 +69,15 @@ class Store(ABC):
         self.close()
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"})
+
+
+def _escape(value: Any) -> Any:
+    """Query parameters are read in ClickHouse's escaped text format (clickhouse-connect does
+    the same for the server): a backslash, tab, newline or NUL in a value must be escaped."""
+    return value.translate(_ESCAPES) if isinstance(value, str) else value
+
+
 class ChdbStore(Store):
     """Embedded ClickHouse (chdb) with its database directory on local disk."""
 
@@ -96,9 +105,10 @@ class ChdbStore(Store):
             self._run(f"SET {name} = {value}")
 
     def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> bytes:
+        bound = {k: _escape(v) for k, v in params.items()} if params else None
         with self._lock:
             try:
-                result = self._session.query(sql, fmt, params=dict(params) if params else None)
+                result = self._session.query(sql, fmt, params=bound)
             except Exception as exc:
                 raise StoreError(str(exc)) from exc
         return bytes(result.bytes()) if result is not None else b""

@@ -55,6 +55,13 @@ def create_app(
     stage = JourneyStage(output, funnels, restore, shifts=shifts)
     keyed = app.topic(topics.KEYED.name, value_serializer="raw")
 
+    async def flush_then_persist() -> None:
+        # Rows first, then the states that produced them: see JourneyStage.persist. The input
+        # is acknowledged (and later committed) only after both are in Kafka.
+        await app.loop.run_in_executor(None, output.flush)
+        stage.persist()
+        await app.loop.run_in_executor(None, output.flush)
+
     @app.agent(keyed, name="journeys")
     async def journeys(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -64,8 +71,7 @@ def create_app(
                     states = await app.loop.run_in_executor(None, restore, message.partition)
                     stage.install(message.partition, states)
                 stage.process(message.partition, message.value)
-                # Acknowledged (and later committed) only once this returns: output is in Kafka.
-                await app.loop.run_in_executor(None, output.flush)
+                await flush_then_persist()
             except Exception:
                 die("the journey stage failed")
 
@@ -73,14 +79,25 @@ def create_app(
     async def tick() -> None:
         try:
             stage.tick()
-            await app.loop.run_in_executor(None, output.flush)
+            await flush_then_persist()
         except Exception:
             die("closing journeys failed")
 
     async def on_revoked(_sender: faust.App, revoked: set[TP], **_: object) -> None:
+        # What a tick sent must be in Kafka before another worker restores these partitions.
+        await app.loop.run_in_executor(None, output.flush)
         stage.forget({tp.partition for tp in revoked if tp.topic == topics.KEYED.name})
 
+    async def on_assigned(_sender: faust.App, assigned: set[TP], **_: object) -> None:
+        # Restore every partition now, not at its first message: a quiet partition's open
+        # journeys must still close on time.
+        for tp in sorted(assigned):
+            if tp.topic == topics.KEYED.name and tp.partition not in stage.partitions:
+                states = await app.loop.run_in_executor(None, restore, tp.partition)
+                stage.install(tp.partition, states)
+
     app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
     return app
 
 

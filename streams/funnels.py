@@ -141,8 +141,12 @@ def parse_funnels(text: str, source: str = "<funnels>") -> list[FunnelSpec]:
             if step.type not in _DATA_FIELDS:
                 problems.append((f"{at}.type", f"unknown event type {step.type!r}"))
                 continue
-            for name in step.data:
-                if name not in _DATA_FIELDS[step.type]:
+            for name, value in step.data.items():
+                if value is None:
+                    problems.append(
+                        (f"{at}.data.{name}", "a step cannot match null: leave the field out")
+                    )
+                elif name not in _DATA_FIELDS[step.type]:
                     known = ", ".join(sorted(_DATA_FIELDS[step.type])) or "none"
                     problems.append(
                         (f"{at}.data.{name}", f"{step.type} has no data field {name!r} ({known})")

@@ -31,6 +31,7 @@ from cxpulse.streams.snapshots import Emitted
 
 RETENTION_MS = 7 * 24 * 3600 * 1000
 MAX_EVENTS_PER_KEY = 20_000
+KEYED_RETENTION_MS = 7 * 24 * 3600 * 1000  # retention of cx.keyed.v1 (streams/topics.py)
 
 
 class KeyState(msgspec.Struct):
@@ -127,8 +128,10 @@ def apply(
 
 
 def horizon_ms(now_ms: int) -> int:
-    """Events before this can no longer interact with any event that may still be accepted."""
-    return now_ms - MAX_EVENT_AGE_MS - RETENTION_MS
+    """Events before this can no longer interact with any event that may still be accepted:
+    an event is at most 30 d old at ingest, may wait in the keyed topic up to its retention
+    (7 d) before this stage sees it, and looks back at most 7 d."""
+    return now_ms - MAX_EVENT_AGE_MS - KEYED_RETENTION_MS - RETENTION_MS
 
 
 def expired_keys(states: dict[str, KeyState], now_ms: int) -> Iterator[str]:

@@ -126,7 +126,11 @@ def fingerprint(columns: dict[str, Any]) -> int:
 def diff(
     rows: Sequence[Row], emitted: dict[str, Emitted], version: int
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(table, row) to send so the store matches `rows`; updates `emitted` in place."""
+    """(table, row) to send so the store matches `rows`; updates `emitted` in place.
+
+    Tombstones carry `version` and live rows `version + 1`: when an old and a new identity fall
+    on the same ClickHouse sort key (a contact start moved within its hour), the live row wins.
+    """
     out: list[tuple[str, dict[str, Any]]] = []
     current = set()
     for row in rows:
@@ -136,7 +140,7 @@ def diff(
         if previous is not None and previous.fingerprint == mark:
             continue
         emitted[row.identity] = Emitted(row.table, mark, row.key_columns)
-        out.append((row.table, {**row.columns, "version": version, "is_deleted": 0}))
+        out.append((row.table, {**row.columns, "version": version + 1, "is_deleted": 0}))
     for identity in [i for i in emitted if i not in current]:
         gone = emitted.pop(identity)
         out.append((gone.table, {**gone.key_columns, "version": version, "is_deleted": 1}))

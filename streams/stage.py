@@ -24,7 +24,13 @@ from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.ingest import decode_batch
 from cxpulse.streams.journeys import GAP_MS, Journey, build_journeys
 from cxpulse.streams.keyed import KeyState, apply, encode_state, expired_keys, horizon_ms
-from cxpulse.streams.snapshots import CONTACTS, contact_row, diff, journey_rows
+from cxpulse.streams.snapshots import (
+    CONTACTS,
+    JOURNEY_FUNNELS,
+    contact_row,
+    diff,
+    journey_rows,
+)
 
 ALLOWED_LATENESS_MS = 2 * 60_000
 TABLE_TOPICS = {table: topic for topic, table in topics.STORE_TABLES.items()}
@@ -60,6 +66,7 @@ class JourneyStage:
         self.due: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (close ms, key)
         self.newest_ms: dict[int, int] = {}  # partition -> newest event time processed
         self.max_event_ms = 0
+        self.dirty: set[tuple[int, str]] = set()  # (partition, key) whose state must be sent
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -69,11 +76,19 @@ class JourneyStage:
         return self.partitions[partition]
 
     def install(self, partition: int, states: dict[str, KeyState]) -> None:
-        """Take over a partition's restored state (the agent restores off the event loop)."""
+        """Take over a partition's restored state (restored off the event loop).
+
+        A partition already installed is kept: two restores may race (assignment handler and
+        first message), and the later one must not undo what was processed since the first.
+        """
+        if partition in self.partitions:
+            return
         self.partitions[partition] = states
         self.due[partition] = [(s.next_due_ms, k) for k, s in states.items() if s.next_due_ms]
         heapq.heapify(self.due[partition])
         self.newest_ms[partition] = max((s.newest_ms for s in states.values()), default=0)
+        # The watermark must not move back after a restart or rebalance.
+        self.max_event_ms = max(self.max_event_ms, self.newest_ms[partition])
         metrics.KEYS.set(self.key_count())
 
     def forget(self, partitions: set[int]) -> None:
@@ -102,7 +117,7 @@ class JourneyStage:
         watermark = self.watermark_ms()
         for key in outcome.changed:
             self._refresh(partition, key, watermark)
-            self._persist(partition, key)
+            self.dirty.add((partition, key))
         for key, row in outcome.raw_rows:
             self.output.send(topics.STORE_EVENTS_RAW.name, key, row)
         for reason, letter in outcome.dead_letters:
@@ -126,7 +141,7 @@ class JourneyStage:
                 if state is None or state.next_due_ms != due:
                     continue  # superseded by a later refresh
                 self._refresh(partition, key, watermark)
-                self._persist(partition, key)
+                self.dirty.add((partition, key))
                 refreshed += 1
             for key in list(expired_keys(states, self.clock())):
                 del states[key]
@@ -147,7 +162,7 @@ class JourneyStage:
         version = max(self.clock() * 1000, state.last_version + 1)
         changes = diff(rows, state.emitted, version)
         if changes:
-            state.last_version = version
+            state.last_version = version + 1  # live rows carry version + 1 (see diff)
         for table, row in changes:
             self.output.send(TABLE_TOPICS[table], key, row)
         self._prune(state, journeys, contacts, self.clock())
@@ -183,13 +198,21 @@ class JourneyStage:
                 del events[event_id]
         old = {j.journey_id for j in journeys if j.last_activity_ms < horizon}
         for identity in list(state.emitted):
-            table, *_, last = identity.split("|")
-            if (table == CONTACTS and int(last) < limit) or (table != CONTACTS and last in old):
+            if _pruned(identity, limit, old):
                 del state.emitted[identity]
 
-    def _persist(self, partition: int, key: str) -> None:
-        state = self.partitions[partition][key]
-        self.output.send(topics.STATE.name, key, encode_state(state), partition)
+    def persist(self) -> None:
+        """Send the states changed since the last call.
+
+        Call it only after the rows of the same work are flushed: a crash between the two then
+        leaves the old state, and the redelivered input recomputes the rows (and tombstones)
+        instead of finding its events already present and sending nothing.
+        """
+        for partition, key in sorted(self.dirty):
+            state = self.partitions.get(partition, {}).get(key)
+            if state is not None:
+                self.output.send(topics.STATE.name, key, encode_state(state), partition)
+        self.dirty.clear()
 
     def _freshness(self, partition: int, watermark: int) -> None:
         row: dict[str, Any] = {
@@ -199,3 +222,12 @@ class JourneyStage:
             "updated_at": ch_time(self.clock()),
         }
         self.output.send(topics.STORE_FRESHNESS.name, str(partition), row)
+
+
+def _pruned(identity: str, limit: int, old_journeys: set[str]) -> bool:
+    """Whether a row identity belongs to what pruning dropped (ids may contain '|')."""
+    table, rest = identity.split("|", 1)
+    if table == CONTACTS:
+        return int(rest.rsplit("|", 1)[1]) < limit
+    journey_id = rest.split("|", 1)[1] if table == JOURNEY_FUNNELS else rest
+    return journey_id in old_journeys

@@ -28,7 +28,12 @@ KEYED = TopicSpec("cx.keyed.v1", {"retention.ms": str(7 * DAY_MS)})
 # Per-journey-key state of the journey stage; compacted, it is the stage's recovery log.
 STATE = TopicSpec(
     "cx.state.keys.v1",
-    {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000), "min.compaction.lag.ms": "0"},
+    {
+        "cleanup.policy": "compact",
+        "segment.ms": str(3600 * 1000),
+        "min.compaction.lag.ms": "0",
+        "max.message.bytes": str(16 * 1024 * 1024),
+    },
 )
 # Rows on their way to the store; the writer commits only after inserting them.
 STORE_EVENTS_RAW = TopicSpec("cx.store.events_raw.v1", {"retention.ms": str(7 * DAY_MS)})

@@ -401,12 +401,13 @@ def _escalation_ms(
     journey: _Journey, sessions: Sequence[str], index: _ContactIndex, config: GroundTruthConfig
 ) -> int | None:
     """Earliest of: a help request in the journey; a cc.contact_started of the same customer key
-    (customer journeys only) or linked to one of its sessions, at t with start < t <=
-    last + window and t < the next journey's start."""
+    (customer journeys) or, for anonymous journeys, linked to one of its sessions, at t with
+    start < t <= last + window and t < the next journey's start."""
     candidates = [e.ms for e in journey.events if e.type == "portal.help_requested"][:1]
-    time_lists = [index.starts_by_session.get(session, []) for session in sessions]
-    if not journey.anonymous:
-        time_lists.append(index.starts_by_key.get(journey.key, []))
+    if journey.anonymous:
+        time_lists = [index.starts_by_session.get(session, []) for session in sessions]
+    else:
+        time_lists = [index.starts_by_key.get(journey.key, [])]
     for times in time_lists:
         found = _first_after(times, journey.start_ms)
         if found is None or found > journey.last_ms + config.escalation_window_ms:

@@ -7,7 +7,6 @@ contract and deduplicated by event_id, never from what the generator meant to do
 from __future__ import annotations
 
 import itertools
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,21 +15,11 @@ from typing import Any
 
 import orjson
 
+from cxpulse.deploy.durations import parse_duration_ms
 from cxpulse.schemas.validate import Rejection, validate
 from cxpulse.streams.simulator.groundtruth import compute_ground_truth
 from cxpulse.streams.simulator.model import Incident, SimConfig, generate, parse_ms
 from cxpulse.streams.simulator.noise import Message, NoiseConfig, add_noise
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_duration_ms(text: str) -> int:
-    """'90s', '30m', '6h', '7d' -> milliseconds."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 6h or 7d")
-    return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
 def parse_time_ms(text: str, now_ms: int, relative_to: int | None = None) -> int:

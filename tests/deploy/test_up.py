@@ -9,11 +9,23 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from cxpulse.deploy.kafka import free_port
 from tests.conftest import shared_libs_dir
 from tests.deploy.test_kafka_broker import _alive, _wait_dead
+
+
+def _api_serves_the_figures(stack: dict, data_dir: Path) -> bool:
+    key = (data_dir / "api_key").read_text().strip()
+    request = urllib.request.Request(
+        f"{stack['api_url']}/v1/funnels/self_service/summary",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = json.loads(response.read())
+    return body["funnel"] == "self_service" and body["journeys"] >= 0
 
 
 def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
@@ -27,6 +39,7 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         CXPULSE_KAFKA_PORT=str(free_port()),
         CXPULSE_KAFKA_CONTROLLER_PORT=str(free_port()),
         CXPULSE_WRITER_FLUSH_SECONDS="0.5",
+        CXPULSE_API_PORT=str(free_port()),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "cxpulse.deploy.cli", "up", "--rate", "20"],
@@ -35,6 +48,7 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     assert proc.stdout is not None
     output: list[str] = []
     stack: dict = {}
+    api_checked = False
     deadline = time.monotonic() + 120
     try:
         for line in proc.stdout:
@@ -43,6 +57,7 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
                 stack = json.loads((data_dir / "stack.json").read_text())
             stored = re.search(r"journeys=(\d+)", line)
             if line.startswith("rows stored:") and stored and int(stored.group(1)) > 0:
+                api_checked = _api_serves_the_figures(stack, data_dir)
                 break
             assert time.monotonic() < deadline, "".join(output)
         else:
@@ -53,6 +68,7 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         output.append(rest)
     text = "".join(output)
     assert proc.returncode == 0, text
+    assert api_checked, text
     assert "cxpulse is running" in text
     assert "no process left running" in text
     pids = [stack["broker_pid"], *stack["worker_pids"]]

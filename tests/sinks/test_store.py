@@ -92,3 +92,9 @@ def test_a_replayed_row_counts_once(store: Store) -> None:
 def test_errors_carry_clickhouse_message(store: Store) -> None:
     with pytest.raises(StoreError, match=r"UNKNOWN_TABLE|does not exist"):
         store.query("SELECT * FROM no_such_table")
+
+
+def test_string_parameters_round_trip_any_characters(store: Store) -> None:
+    value = "a\nb\\c\td'e\r\x00f ☃"
+    rows = store.query("SELECT {v:String} AS v, length({v:String}) AS n", {"v": value})
+    assert rows == [{"v": value, "n": len(value.encode())}]

@@ -61,7 +61,8 @@ class Fixture:
 
 def _kpis(store: ChdbStore, **filters: str) -> dict[str, Any]:
     start = int((T0 - timedelta(days=1)).timestamp() * 1000)
-    return contact_kpis(store, start, NOW_MS, filters)
+    [kpis] = contact_kpis(store, start, NOW_MS, filters)
+    return kpis
 
 
 def test_thresholds_transfers_and_surveys(chdb_store: ChdbStore) -> None:
@@ -144,7 +145,7 @@ def test_no_answered_contacts_gives_null_ratios(chdb_store: ChdbStore) -> None:
                  "csat", "nps", "ces"):  # fmt: skip
         assert k[name] is None, name
     assert k["abandonment_rate"] == 0.0
-    empty = containment(chdb_store, NOW_MS - 1000, NOW_MS)
+    [empty] = containment(chdb_store, NOW_MS - 1000, NOW_MS)
     assert (empty["journeys"], empty["containment_rate"]) == (0, None)
 
 

@@ -78,3 +78,10 @@ def test_shape_errors_point_at_their_line(text: str, message: str) -> None:
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FunnelConfigError, match="cannot read the funnels file"):
         load_funnels(tmp_path / "nope.yaml")
+
+
+def test_a_step_cannot_match_null() -> None:
+    step = "type: portal.eligibility_checked\n        data: {reason: null}"
+    text = TWO_STEPS.replace("type: portal.order_placed", step)
+    with pytest.raises(FunnelConfigError, match=r"f.yaml:8: \$.funnels\[0\].steps\[1\].data"):
+        parse_funnels(text, "f.yaml")

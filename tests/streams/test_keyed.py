@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from cxpulse.streams.ingest import Source, decode_batch, encode_batch, route
 from cxpulse.streams.keyed import (
-    RETENTION_MS,
     KeyState,
     apply,
     decode_state,
@@ -98,7 +97,7 @@ def test_link_copies_are_kept_apart_and_not_counted() -> None:
 
 
 def test_keys_expire_only_when_no_valid_event_can_reach_them() -> None:
-    states = {"old": KeyState(newest_ms=NOW_MS - RETENTION_MS - 30 * 86_400_000 - 1),
-              "edge": KeyState(newest_ms=NOW_MS - RETENTION_MS - 30 * 86_400_000)}  # fmt: skip
-    assert horizon_ms(NOW_MS) == NOW_MS - 37 * 86_400_000
+    states = {"old": KeyState(newest_ms=NOW_MS - 44 * 86_400_000 - 1),
+              "edge": KeyState(newest_ms=NOW_MS - 44 * 86_400_000)}  # fmt: skip
+    assert horizon_ms(NOW_MS) == NOW_MS - 44 * 86_400_000
     assert list(expired_keys(states, NOW_MS)) == ["old"]

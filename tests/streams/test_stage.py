@@ -65,7 +65,9 @@ def _run(raws: Iterable[bytes], batch: int, partitions: int = 4) -> Collector:
         for partition, pieces in route(chunk, partitions, NOW_MS).keyed.items():
             for piece in pieces:
                 stage.process(partition, encode_batch(piece))
+                stage.persist()
     stage.tick()
+    stage.persist()
     return out
 
 
@@ -162,7 +164,7 @@ def assert_kpis_and_containment(
     for filters in [{}, {"queue": queues[0]}, {"channel": "chat"}]:
         rows = [c for c in contacts if all(c[k] == v for k, v in filters.items())]
         expected = summarize_kpis(rows)
-        got = contact_kpis(store, start, end, filters)
+        [got] = contact_kpis(store, start, end, filters)
         for name, value in expected.items():
             if name == "counts":
                 assert {k: got["counts"][k] for k in value} == value, filters
@@ -170,7 +172,7 @@ def assert_kpis_and_containment(
                 assert got[name] == value, (name, filters)
     journeys = [j for j in truth["journeys"] if start <= j["start_ms"] < end]
     expected = summarize_containment(journeys)
-    got = containment(store, start, end)
+    [got] = containment(store, start, end)
     for name in ("journeys", "closed", "self_served", "escalated", "abandoned", "in_progress",
                  "containment_rate", "cost_to_serve", "savings"):  # fmt: skip
         assert got[name] == expected[name], name
@@ -254,11 +256,93 @@ def test_old_journeys_are_pruned_whole_and_their_rows_kept() -> None:
     started, viewed = now - timedelta(hours=1), now - timedelta(minutes=59)
     send([event("a1", started, "portal.session_started", {"entry": "x"}),
           event("a2", viewed, "portal.step_viewed", {"step": "diagnose"})])  # fmt: skip
-    clock[0] += 38 * 86_400_000  # 38 days later the a-journey is beyond every window
-    later = now + timedelta(days=38)
+    clock[0] += 45 * 86_400_000  # 45 days later the a-journey is beyond every window
+    later = now + timedelta(days=45)
     send([event("b1", later - timedelta(hours=1), "portal.session_started", {"entry": "x"})])
     state = stage.partitions[0]["c-1"]
     assert sorted(state.events) == ["b1"]
     assert sorted(i.split("|")[-1] for i in state.emitted) == ["b1", "b1"]
     latest = _latest(out)
     assert {k[2] for k in latest} == {"a1", "b1"}  # a1's rows stay, never tombstoned
+
+
+def _event(event_id: str, at: int, event_type: str, **fields: Any) -> bytes:
+    import orjson
+
+    from cxpulse.streams.simulator.model import format_ms
+
+    data = fields.pop("data", {})
+    return orjson.dumps({"event_id": event_id, "schema_version": 1, "type": event_type,
+                         "occurred_at": format_ms(at), "data": data, **fields})  # fmt: skip
+
+
+def _feed(stage: JourneyStage, raws: list[bytes], now: int, partitions: int = 1) -> None:
+    chunk = [(raw, Source("cx.portal.v1", 0, i)) for i, raw in enumerate(raws)]
+    for partition, pieces in route(chunk, partitions, now).keyed.items():
+        for piece in pieces:
+            stage.process(partition, encode_batch(piece))
+
+
+def test_states_wait_for_persist_after_the_rows() -> None:
+    out = Collector()
+    stage = JourneyStage(out, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    _feed(stage, [_event("p1", NOW_MS - HOUR, "portal.session_started", customer_id="c",
+                         session_id="s", data={"entry": "x"})], NOW_MS)  # fmt: skip
+    assert any(t == topics.STORE_JOURNEYS.name for t, *_ in out.messages)
+    assert not any(t == topics.STATE.name for t, *_ in out.messages)
+    stage.persist()
+    assert [k for t, k, *_ in out.messages if t == topics.STATE.name] == ["c"]
+
+
+def test_a_contact_start_moved_within_its_hour_keeps_one_row(chdb_store: ChdbStore) -> None:
+    out = Collector()
+    stage = JourneyStage(out, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    t = NOW_MS - 3 * HOUR
+    t -= t % HOUR  # the top of an hour: both starts fall in it
+    started = {"customer_id": "c", "contact_id": "k1", "data": {"channel": "chat"}}
+    _feed(stage, [_event("s2", t + 11 * 60_000, "cc.contact_started", **started)], NOW_MS)
+    _feed(stage, [_event("s1", t + 10 * 60_000, "cc.contact_started", **started)], NOW_MS)
+    migrate(chdb_store)
+    chdb_store.insert("contacts", [v for topic, _, v, _ in out.messages
+                                   if topic == topics.STORE_CONTACTS.name])  # fmt: skip
+    rows = chdb_store.query(
+        "SELECT contact_id, toUnixTimestamp64Milli(started_at) AS s FROM contacts FINAL"
+    )
+    assert rows == [{"contact_id": "k1", "s": t + 10 * 60_000}]
+
+
+def test_restored_partitions_close_their_journeys_without_new_events() -> None:
+    first = Collector()
+    stage = JourneyStage(first, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    _feed(stage, [_event("q1", NOW_MS - 60_000, "portal.session_started", customer_id="c",
+                         session_id="s", data={"entry": "x"})], NOW_MS)  # fmt: skip
+    stage.persist()
+    from cxpulse.streams.keyed import decode_state
+
+    saved = {k: decode_state(v) for t, k, v, _ in first.messages if t == topics.STATE.name}
+    later = Collector()
+    restarted = JourneyStage(later, FUNNELS, restore=lambda p: dict(saved),
+                             clock=lambda: NOW_MS + HOUR)  # fmt: skip
+    restarted.install(0, restarted.restore(0))  # what the assignment handler does
+    assert restarted.tick() == 1
+    [row] = [v for t, _, v, _ in later.messages if t == topics.STORE_JOURNEYS.name]
+    assert (row["closed"], row["outcome"]) == (1, "abandoned")
+
+
+def test_pruned_identities_may_contain_the_separator() -> None:
+    from cxpulse.streams.stage import _pruned
+
+    assert _pruned("journeys|a|1", 0, {"a|1"})
+    assert _pruned("journey_funnels|self_service|a|1", 0, {"a|1"})
+    assert not _pruned("journey_funnels|self_service|a|1", 0, {"1"})
+    assert _pruned("contacts|k|9|100", 101, set())
+    assert not _pruned("contacts|k|9|100", 100, set())
+
+
+def test_a_second_restore_never_replaces_live_state() -> None:
+    stage = JourneyStage(Collector(), FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    stage.install(0, {})
+    _feed(stage, [_event("r1", NOW_MS - 60_000, "portal.session_started", customer_id="c",
+                         session_id="s", data={"entry": "x"})], NOW_MS)  # fmt: skip
+    stage.install(0, {})  # a racing restore that read the state topic before r1 was persisted
+    assert list(stage.partitions[0]) == ["c"]

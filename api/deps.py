@@ -1,0 +1,134 @@
+"""What every route depends on: the app's context (store, funnels, settings) and the caller."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cxpulse.api.auth import ApiKeys
+from cxpulse.api.problems import Problem
+from cxpulse.deploy.durations import parse_duration_ms
+from cxpulse.deploy.settings import Settings
+from cxpulse.sinks import queries
+from cxpulse.sinks.store import Store
+from cxpulse.streams.funnels import FunnelSpec
+
+DAY_MS = 86_400_000
+# What ClickHouse's DateTime64 holds comfortably, and any real event time.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    store: Store
+    funnels: dict[str, FunnelSpec]
+    settings: Settings
+    keys: ApiKeys
+
+
+def context(request: Request) -> ApiContext:
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+Context = Annotated[ApiContext, Depends(context)]
+_bearer = HTTPBearer(auto_error=False, description="An API key from CXPULSE_API_KEYS.")
+
+
+def require_key(
+    ctx: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    if credentials is None:
+        raise Problem(401, "Unauthorized", "send 'Authorization: Bearer <API key>'")
+    if not ctx.keys.accepts(credentials.credentials):
+        raise Problem(403, "Forbidden", "the API key is not (or no longer) accepted")
+
+
+def parse_time_ms(text: str, name: str) -> int:
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise Problem(400, "Bad request", f"{name} is not an RFC 3339 time: {text!r}") from None
+    if stamp.tzinfo is None:
+        raise Problem(400, "Bad request", f"{name} needs a UTC offset, e.g. {text}Z")
+    if not _EARLIEST <= stamp < _LATEST:
+        raise Problem(400, "Bad request", f"{name} must be between 1970 and 2200")
+    return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start_ms: int
+    end_ms: int
+
+    @property
+    def start(self) -> str:
+        return datetime.fromtimestamp(self.start_ms / 1000, UTC).isoformat()
+
+    @property
+    def end(self) -> str:
+        return datetime.fromtimestamp(self.end_ms / 1000, UTC).isoformat()
+
+
+def time_range(
+    ctx: Context,
+    start: Annotated[
+        str | None,
+        Query(
+            description="RFC 3339, inclusive. Default: 24 h before end.",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(
+            description="RFC 3339, exclusive. Default: now.",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+) -> TimeRange:
+    end_ms = parse_time_ms(end, "end") if end else time.time_ns() // 1_000_000
+    start_ms = parse_time_ms(start, "start") if start else end_ms - DAY_MS
+    if end_ms <= start_ms:
+        raise Problem(400, "Bad request", "end must be after start")
+    limit = ctx.settings.api_max_range_days
+    if end_ms - start_ms > limit * DAY_MS:
+        raise Problem(400, "Range too long", f"a request may read at most {limit} days")
+    return TimeRange(start_ms, end_ms)
+
+
+Range = Annotated[TimeRange, Depends(time_range)]
+
+
+def interval_s(ctx: ApiContext, window: TimeRange, interval: str | None) -> int | None:
+    """The bucket size in seconds (1 minute or more), within the points limit of a response."""
+    if interval is None:
+        return None
+    try:
+        seconds = parse_duration_ms(interval) // 1000
+    except ValueError as exc:
+        raise Problem(400, "Bad request", str(exc)) from None
+    if seconds < 60 or seconds % 60:
+        raise Problem(400, "Bad request", "interval must be whole minutes, 1m or more")
+    points = (window.end_ms - window.start_ms) // (seconds * 1000) + 1
+    if points > ctx.settings.api_max_points:
+        raise Problem(
+            400, "Too many points",
+            f"{points} buckets; at most {ctx.settings.api_max_points}: widen the interval",
+        )  # fmt: skip
+    return seconds
+
+
+def freshness_seconds(ctx: ApiContext) -> float | None:
+    """Wall clock minus the newest event time stored (the stalest partition decides)."""
+    partitions = queries.freshness(ctx.store)
+    if not partitions:
+        return None
+    newest = min(p["newest_ms"] for p in partitions)
+    return round(time.time() - newest / 1000, 3)

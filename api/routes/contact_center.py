@@ -1,0 +1,48 @@
+"""/v1/contact-center/kpis: service level, ASA, abandonment, AHT, FCR, CSAT/NPS/CES ..."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s
+from cxpulse.sinks import queries
+
+router = APIRouter(prefix="/v1/contact-center", tags=["contact center"])
+
+
+@router.get("/kpis", summary="Contact-center KPIs of contacts started in the range")
+def kpis(
+    ctx: Context,
+    window: Range,
+    queue: Annotated[str | None, Query()] = None,
+    team: Annotated[str | None, Query()] = None,
+    channel: Annotated[str | None, Query(description="voice, chat or email")] = None,
+    shift: Annotated[str | None, Query(description="A shift of CXPULSE_SHIFTS")] = None,
+    interval: Annotated[str | None, Query(description="Also a series: 1m, 15m, 1h, 1d")] = None,
+) -> dict[str, Any]:
+    """FCR and IVR containment are provisional until their follow-up windows (7 d, 24 h) have
+    passed for every counted contact: `fcr_final` / `ivr_final` say whether they have."""
+    filters = {
+        k: v
+        for k, v in {"queue": queue, "team": team, "channel": channel, "shift": shift}.items()
+        if v is not None
+    }
+    seconds = interval_s(ctx, window, interval)
+    [overall] = queries.contact_kpis(ctx.store, window.start_ms, window.end_ms, filters)
+    result: dict[str, Any] = {
+        "start": window.start,
+        "end": window.end,
+        **overall,
+        "freshness_seconds": freshness_seconds(ctx),
+    }
+    if seconds is not None:
+        result["series"] = [
+            {"time": datetime.fromtimestamp(p.pop("bucket_ms") / 1000, UTC).isoformat(), **p}
+            for p in queries.contact_kpis(
+                ctx.store, window.start_ms, window.end_ms, filters, seconds
+            )
+        ]
+    return result

@@ -1,0 +1,52 @@
+"""Freshness, health, readiness and Prometheus metrics of the API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cxpulse.api.deps import Context, freshness_seconds
+from cxpulse.api.problems import Problem
+from cxpulse.sinks import queries
+from cxpulse.sinks.store import StoreError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/v1/freshness", summary="How old the newest stored event is, per partition")
+def freshness(ctx: Context) -> dict[str, Any]:
+    now = time.time()
+    partitions = [
+        {
+            "partition": p["partition"],
+            "newest_event_at_ms": p["newest_ms"],
+            "lag_seconds": round(now - p["newest_ms"] / 1000, 3),
+        }
+        for p in queries.freshness(ctx.store)
+    ]
+    return {"partitions": partitions, "freshness_seconds": freshness_seconds(ctx)}
+
+
+@router.get("/healthz", summary="The process is up (no auth)")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The store answers and the data is fresh (no auth)")
+def readyz(ctx: Context) -> dict[str, Any]:
+    try:
+        lag = freshness_seconds(ctx)
+    except StoreError as exc:
+        raise Problem(503, "Not ready", f"the store does not answer: {exc}") from None
+    limit = ctx.settings.api_ready_lag_seconds
+    if lag is None or lag > limit:
+        raise Problem(503, "Not ready", f"newest stored event is {lag} s old (limit {limit} s)")
+    return {"status": "ready", "freshness_seconds": lag}
+
+
+@router.get("/metrics", summary="Prometheus metrics (no auth)", response_class=Response)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

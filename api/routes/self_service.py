@@ -1,0 +1,50 @@
+"""/v1/self-service/containment: containment, cost to serve, savings and time to resolution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s
+from cxpulse.sinks import queries
+
+router = APIRouter(prefix="/v1/self-service", tags=["self-service"])
+_RESERVED = {"start", "end", "interval"}
+
+
+@router.get("/containment", summary="Self-service containment and cost to serve")
+def containment(
+    ctx: Context,
+    window: Range,
+    request: Request,
+    interval: Annotated[str | None, Query(description="Also a series: 1m, 15m, 1h, 1d")] = None,
+) -> dict[str, Any]:
+    """Over portal journeys started in the range; extra query parameters filter by segment.
+    Rates, costs and TTR count closed journeys; `currency` is CXPULSE_CURRENCY."""
+    segment = {k: v for k, v in request.query_params.items() if k not in _RESERVED}
+    seconds = interval_s(ctx, window, interval)
+    costs = {
+        "assisted_cost": ctx.settings.assisted_cost,
+        "self_service_cost": ctx.settings.self_service_cost,
+    }
+    [overall] = queries.containment(
+        ctx.store, window.start_ms, window.end_ms, filters=segment, **costs
+    )
+    result: dict[str, Any] = {
+        "start": window.start,
+        "end": window.end,
+        **overall,
+        "currency": ctx.settings.currency,
+        "freshness_seconds": freshness_seconds(ctx),
+    }
+    if seconds is not None:
+        series = queries.containment(
+            ctx.store, window.start_ms, window.end_ms, filters=segment, interval_s=seconds, **costs
+        )
+        result["series"] = [
+            {"time": datetime.fromtimestamp(p.pop("bucket_ms") / 1000, UTC).isoformat(), **p}
+            for p in series
+        ]
+    return result

@@ -1,0 +1,80 @@
+"""`cxpulse watch`: a live terminal view of the funnel, contact-center KPIs and freshness.
+
+It reads the same HTTP API as any downstream service (so it also works against a remote
+stack), refreshing every few seconds; errors are shown in the view instead of ending it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:5.1f} %"
+
+
+def fetch(client: httpx.Client, funnel: str, since_s: int) -> dict[str, Any]:
+    end = time.time()
+    params = {
+        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - since_s)),
+        "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end + 1)),
+    }
+    views = {
+        "summary": f"/v1/funnels/{funnel}/summary",
+        "kpis": "/v1/contact-center/kpis",
+        "containment": "/v1/self-service/containment",
+    }
+    result: dict[str, Any] = {}
+    for name, path in views.items():
+        response = client.get(path, params=params)
+        if response.status_code != 200:
+            detail = response.json().get("detail") if response.content else ""
+            raise RuntimeError(f"{path}: {response.status_code} {detail}")
+        result[name] = response.json()
+    return result
+
+
+def render(data: dict[str, Any], since: str) -> Group:
+    summary, kpis, contained = data["summary"], data["kpis"], data["containment"]
+    funnel = Table(title=f"{summary['funnel']}: {summary['journeys']} journeys, last {since}")
+    for column in ("step", "reached", "from prev.", "from start", "dropped", "escalated"):
+        funnel.add_column(column, justify="left" if column == "step" else "right")
+    for step in summary["steps"]:
+        funnel.add_row(
+            step["step"], str(step["reached"]), _pct(step["conversion_from_previous"]),
+            _pct(step["conversion_from_start"]), str(step["dropped"]), str(step["escalated"]),
+        )  # fmt: skip
+    counts = kpis["counts"]
+    fcr = _pct(kpis["fcr_rate"]) + ("" if kpis["fcr_final"] else " (provisional)")
+    center = Text(
+        f"contacts {counts['contacts']}  service level {_pct(kpis['service_level'])}  "
+        f"abandonment {_pct(kpis['abandonment_rate'])}  FCR {fcr}  CSAT {_pct(kpis['csat'])}\n"
+        f"containment {_pct(contained['containment_rate'])}  cost to serve "
+        f"{contained['cost_to_serve']:.2f} {contained['currency']}"
+    )
+    fresh = summary["freshness_seconds"]
+    style = "green" if fresh is not None and fresh < 60 else "red"
+    freshness = Text(f"data as of {fresh if fresh is not None else '?'} s ago", style=style)
+    return Group(funnel, Panel(center, title="contact center & containment"), freshness)
+
+
+def watch(base_url: str, key: str, funnel: str, since: str, since_s: int, every_s: float) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    with (
+        httpx.Client(base_url=base_url, headers=headers, timeout=10) as client,
+        Live(Text("connecting ..."), refresh_per_second=4, screen=False) as live,
+    ):
+        while True:
+            try:
+                live.update(render(fetch(client, funnel, since_s), since))
+            except (httpx.HTTPError, RuntimeError, KeyError) as exc:
+                live.update(Text(f"{base_url}: {exc} (retrying)", style="red"))
+            time.sleep(every_s)
