@@ -42,28 +42,39 @@ def fetch(client: httpx.Client, funnel: str, since_s: int) -> dict[str, Any]:
     return result
 
 
-def render(data: dict[str, Any], since: str) -> Group:
-    summary, kpis, contained = data["summary"], data["kpis"], data["containment"]
-    funnel = Table(title=f"{summary['funnel']}: {summary['journeys']} journeys, last {since}")
+def funnel_table(summary: dict[str, Any], since: str) -> Table:
+    """A funnel summary as a table: reached, conversion, dropped and escalated per step."""
+    table = Table(title=f"{summary['funnel']}: {summary['journeys']} journeys, last {since}")
     for column in ("step", "reached", "from prev.", "from start", "dropped", "escalated"):
-        funnel.add_column(column, justify="left" if column == "step" else "right")
+        table.add_column(column, justify="left" if column == "step" else "right")
     for step in summary["steps"]:
-        funnel.add_row(
+        table.add_row(
             step["step"], str(step["reached"]), _pct(step["conversion_from_previous"]),
             _pct(step["conversion_from_start"]), str(step["dropped"]), str(step["escalated"]),
         )  # fmt: skip
+    return table
+
+
+def center_text(kpis: dict[str, Any], contained: dict[str, Any]) -> Text:
+    """The main contact-center KPIs and self-service containment in two lines."""
     counts = kpis["counts"]
     fcr = _pct(kpis["fcr_rate"]) + ("" if kpis["fcr_final"] else " (provisional)")
-    center = Text(
+    return Text(
         f"contacts {counts['contacts']}  service level {_pct(kpis['service_level'])}  "
         f"abandonment {_pct(kpis['abandonment_rate'])}  FCR {fcr}  CSAT {_pct(kpis['csat'])}\n"
-        f"containment {_pct(contained['containment_rate'])}  cost to serve "
-        f"{contained['cost_to_serve']:.2f} {contained['currency']}"
+        f"containment {_pct(contained['containment_rate'])} of {contained['closed']} closed "
+        f"journeys  cost to serve {contained['cost_to_serve']:.2f} {contained['currency']}  "
+        f"savings {contained['savings']:.2f} {contained['currency']}"
     )
+
+
+def render(data: dict[str, Any], since: str) -> Group:
+    summary = data["summary"]
+    center = Panel(center_text(data["kpis"], data["containment"]), title="contact center")
     fresh = summary["freshness_seconds"]
     style = "green" if fresh is not None and fresh < 60 else "red"
     freshness = Text(f"data as of {fresh if fresh is not None else '?'} s ago", style=style)
-    return Group(funnel, Panel(center, title="contact center & containment"), freshness)
+    return Group(funnel_table(summary, since), center, freshness)
 
 
 def watch(base_url: str, key: str, funnel: str, since: str, since_s: int, every_s: float) -> None:

@@ -542,32 +542,11 @@ def report(
 
 
 def _print_report(result: dict[str, Any], since: str) -> None:
-    from rich.table import Table
-
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.1f} %"
+    from cxpulse.api.watch import center_text, funnel_table
 
     for summary in result["funnels"]:
-        table = Table(title=f"{summary['funnel']}: {summary['journeys']} journeys, last {since}")
-        for column in ("step", "reached", "from previous", "from start", "dropped", "escalated"):
-            table.add_column(column, justify="left" if column == "step" else "right")
-        for step in summary["steps"]:
-            table.add_row(
-                step["step"], str(step["reached"]), pct(step["conversion_from_previous"]),
-                pct(step["conversion_from_start"]), str(step["dropped"]), str(step["escalated"]),
-            )  # fmt: skip
-        console.print(table)
-    k, c = result["kpis"], result["containment"]
-    console.print(
-        f"contacts {k['counts']['contacts']}: service level {pct(k['service_level'])}, "
-        f"abandonment {pct(k['abandonment_rate'])}, FCR {pct(k['fcr_rate'])}"
-        f"{'' if k['fcr_final'] else ' (provisional)'}, CSAT {pct(k['csat'])}"
-    )
-    money = c["currency"]
-    console.print(
-        f"containment {pct(c['containment_rate'])} of {c['closed']} closed journeys; cost to "
-        f"serve {c['cost_to_serve']:.2f} {money}, savings {c['savings']:.2f} {money}"
-    )
+        console.print(funnel_table(summary, since))
+    console.print(center_text(result["kpis"], result["containment"]))
 
 
 @app.command()

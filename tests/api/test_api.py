@@ -16,9 +16,9 @@ from cxpulse.deploy.settings import Settings
 from cxpulse.sinks import queries
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
-from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
 from tests.streams.test_stage import _run, _traffic
+from tests.support.rows import insert_sent_rows
 
 KEY = "test-key-1"
 OTHER = "test-key-2"
@@ -32,12 +32,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     out = _run(raws, batch=2000)
     with ChdbStore(tmp_path_factory.mktemp("api") / "chdb", "cxpulse_api") as chdb:
         migrate(chdb)
-        rows: dict[str, list[dict[str, Any]]] = {}
-        for topic, _key, row, _ in out.messages:
-            if topic in topics.STORE_TABLES and row is not None:
-                rows.setdefault(topics.STORE_TABLES[topic], []).append(row)
-        for table, batch in rows.items():
-            chdb.insert(table, batch)
+        insert_sent_rows(chdb, out.messages)
         yield chdb
 
 

@@ -36,4 +36,5 @@ def test_report_prints_the_stored_kpis(tmp_path: Path) -> None:
         [sys.executable, "-m", "cxpulse.deploy.cli", "report", "--since", "60d"],
         env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert "contacts 2: service level 100.0 %" in text
+    assert "contacts 2  service level 100.0 %" in text
+    assert "containment - of 0 closed journeys" in text

@@ -15,11 +15,11 @@ import pytest
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.queries import contact_kpis, containment
 from cxpulse.sinks.store import ChdbStore
-from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import Source, encode_batch, route
 from cxpulse.streams.stage import JourneyStage
 from tests.streams.test_stage import Collector
+from tests.support.rows import insert_sent_rows
 
 T0 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 NOW_MS = int((T0 + timedelta(days=12)).timestamp() * 1000)  # every window has passed
@@ -51,12 +51,7 @@ class Fixture:
             for piece in pieces:
                 stage.process(partition, encode_batch(piece))
         migrate(store)
-        rows: dict[str, list[dict[str, Any]]] = {}
-        for topic, _key, row, _ in out.messages:
-            if topic in topics.STORE_TABLES and row is not None:
-                rows.setdefault(topics.STORE_TABLES[topic], []).append(row)
-        for table, batch in rows.items():
-            store.insert(table, batch)
+        insert_sent_rows(store, out.messages)
 
 
 def _kpis(store: ChdbStore, **filters: str) -> dict[str, Any]:

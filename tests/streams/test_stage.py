@@ -35,6 +35,7 @@ from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.noise import NoiseConfig
 from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
 from cxpulse.streams.stage import JourneyStage
+from tests.support.rows import insert_sent_rows
 
 FUNNELS = load_funnels()
 SELF_SERVICE = FUNNELS[0]
@@ -102,12 +103,7 @@ def test_store_figures_equal_the_ground_truth(chdb_store: ChdbStore) -> None:
     raws, collector = _traffic(30_000, seed=21)
     out = _run(raws, batch=2000)
     migrate(chdb_store)
-    per_table: dict[str, list[dict[str, Any]]] = {}
-    for topic, _key, row, _ in out.messages:
-        if topic in topics.STORE_TABLES and row is not None:
-            per_table.setdefault(topics.STORE_TABLES[topic], []).append(row)
-    for table, rows in per_table.items():
-        chdb_store.insert(table, rows)
+    insert_sent_rows(chdb_store, out.messages)
 
     watermark = NOW_MS - 2 * 60_000
     truth = compute_ground_truth(collector.events.values(), [_spec()], as_of_ms=watermark)
