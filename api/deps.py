@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -62,6 +62,17 @@ def parse_time_ms(text: str, name: str) -> int:
     return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
 
 
+def iso_time(ms: int) -> str:
+    """Epoch ms as the RFC 3339 text every response uses."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def series(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Query buckets (`bucket_ms`) as response points that start with their `time`."""
+    return [{"time": iso_time(p["bucket_ms"]), **{k: v for k, v in p.items() if k != "bucket_ms"}}
+            for p in points]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TimeRange:
     start_ms: int
@@ -69,11 +80,11 @@ class TimeRange:
 
     @property
     def start(self) -> str:
-        return datetime.fromtimestamp(self.start_ms / 1000, UTC).isoformat()
+        return iso_time(self.start_ms)
 
     @property
     def end(self) -> str:
-        return datetime.fromtimestamp(self.end_ms / 1000, UTC).isoformat()
+        return iso_time(self.end_ms)
 
 
 def time_range(

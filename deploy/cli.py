@@ -122,11 +122,11 @@ def schemas_export() -> None:
         console.print(f"wrote {path}")
 
 
-def _bootstrap_or_fail() -> str:
+def _bootstrap_or_fail(settings: Settings) -> str:
     from cxpulse.deploy.stack import resolve_bootstrap
 
     try:
-        return resolve_bootstrap(_settings())
+        return resolve_bootstrap(settings)
     except KafkaError as exc:
         raise _fail(str(exc)) from exc
 
@@ -142,7 +142,7 @@ def dlq_inspect(
 
     from cxpulse.streams.dlq import inspect, read_dead_letters
 
-    letters = read_dead_letters(_bootstrap_or_fail())
+    letters = read_dead_letters(_bootstrap_or_fail(_settings()))
     if reason:
         letters = (letter for letter in letters if letter.reason == reason)
     result = inspect(letters, samples)
@@ -189,7 +189,7 @@ def dlq_replay(
             return False
         return threshold is None or datetime.fromisoformat(letter.received_at) >= threshold
 
-    bootstrap = _bootstrap_or_fail()
+    bootstrap = _bootstrap_or_fail(_settings())
     sent = replay(read_dead_letters(bootstrap), bootstrap, select, dry_run=dry_run)
     verb = "would replay" if dry_run else "replayed"
     total = sum(sent.values())
@@ -200,14 +200,12 @@ def dlq_replay(
 @app.command()
 def migrate() -> None:
     """Apply pending ClickHouse migrations (idempotent)."""
+    from cxpulse.deploy.stack import store_for
     from cxpulse.sinks.migrate import migrate as run_migrations
-    from cxpulse.sinks.store import StoreError, open_store
+    from cxpulse.sinks.store import StoreError
 
-    settings = _settings()
     try:
-        with open_store(
-            settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
-        ) as store:
+        with store_for(_settings()) as store:
             applied = run_migrations(store)
     except StoreError as exc:
         raise _fail(str(exc)) from exc
@@ -226,17 +224,13 @@ def worker(
     """Run a stream worker (ingest + journey stage); start several to share the partitions."""
     import threading
 
-    from cxpulse.deploy.stack import resolve_bootstrap
     from cxpulse.streams import metrics, topics
     from cxpulse.streams.app import create_app, die, run_worker
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
     from cxpulse.streams.ingest_stage import IngestStage
 
     settings = _settings()
-    try:
-        bootstrap = resolve_bootstrap(settings)
-    except KafkaError as exc:
-        raise _fail(str(exc)) from exc
+    bootstrap = _bootstrap_or_fail(settings)
     topics.ensure_topics(bootstrap, settings.topic_partitions)
     if metrics_port is not None:
         console.print(f"metrics on http://127.0.0.1:{metrics.serve(metrics_port)}/metrics")
@@ -269,29 +263,19 @@ def writer() -> None:
     import signal
     import threading
 
-    from cxpulse.deploy.stack import resolve_bootstrap
-    from cxpulse.sinks.store import open_store
-    from cxpulse.sinks.writer import StoreWriter
-    from cxpulse.streams import topics
+    from cxpulse.deploy.stack import store_for, writer_for
+    from cxpulse.sinks.store import StoreError
 
     settings = _settings()
-    try:
-        bootstrap = resolve_bootstrap(settings)
-    except KafkaError as exc:
-        raise _fail(str(exc)) from exc
+    bootstrap = _bootstrap_or_fail(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with open_store(
-        settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
-    ) as store:
-        StoreWriter(
-            store,
-            bootstrap,
-            topics.STORE_TABLES,
-            batch_rows=settings.writer_batch_rows,
-            flush_seconds=settings.writer_flush_seconds,
-        ).run(stop)
+    try:
+        with store_for(settings) as store:
+            writer_for(store, bootstrap, settings).run(stop)
+    except StoreError as exc:
+        raise _fail(str(exc)) from exc
 
 
 def _progress(total: int | None, description: str) -> Any:
@@ -384,7 +368,7 @@ def simulate(
     collector = GroundTruthCollector() if ground_truth is not None else None
     with contextlib.ExitStack() as stack:
         if output == "kafka":
-            sent = send_to_kafka(messages, _bootstrap_or_fail())
+            sent = send_to_kafka(messages, _bootstrap_or_fail(_settings()))
         else:
             sent = write_jsonl(messages, stack.enter_context(Path(output).open("wb")))
         progress = stack.enter_context(_progress(count, f"simulating to {output}"))
@@ -422,7 +406,7 @@ def replay(
     try:
         with _progress(None, f"replaying {file}") as progress:
             task = progress.add_task("send", total=None)
-            for _ in send_to_kafka(messages, _bootstrap_or_fail()):
+            for _ in send_to_kafka(messages, _bootstrap_or_fail(_settings())):
                 progress.advance(task)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
@@ -454,16 +438,15 @@ def api() -> None:
     """Serve the metrics API on its own (server mode; `cxpulse up` serves it in-process)."""
     from cxpulse.api.app import create_api
     from cxpulse.api.server import ApiError, resolve_keys, serve_forever
-    from cxpulse.sinks.store import StoreError, open_store
+    from cxpulse.deploy.stack import store_for
+    from cxpulse.sinks.store import StoreError
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
 
     settings = _settings()
     try:
         keys, _ = resolve_keys(settings, generate=False)
         funnels = load_funnels(settings.funnels_file)
-        with open_store(
-            settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
-        ) as store:
+        with store_for(settings) as store:
             console.print(f"API on http://{settings.api_host}:{settings.api_port}")
             serve_forever(create_api(store, funnels, settings, keys), settings)
     except (ApiError, StoreError, FunnelConfigError) as exc:
@@ -510,8 +493,9 @@ def report(
     import time
 
     from cxpulse.deploy.durations import parse_duration_ms
+    from cxpulse.deploy.stack import store_for
     from cxpulse.sinks.queries import contact_kpis, containment, funnel_summary
-    from cxpulse.sinks.store import StoreError, open_store
+    from cxpulse.sinks.store import StoreError
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
 
     settings = _settings()
@@ -519,9 +503,7 @@ def report(
         end = time.time_ns() // 1_000_000
         start = end - parse_duration_ms(since)
         funnels = load_funnels(settings.funnels_file)
-        with open_store(
-            settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
-        ) as store:
+        with store_for(settings) as store:
             result = {
                 "funnels": [
                     funnel_summary(store, f.name, [s.name for s in f.steps], start, end)

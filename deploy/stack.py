@@ -28,7 +28,7 @@ from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, KafkaError
 from cxpulse.deploy.kafka.broker import die_with_parent
 from cxpulse.deploy.settings import Settings, redact_url
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.store import open_store
+from cxpulse.sinks.store import Store, open_store
 from cxpulse.sinks.writer import StoreWriter
 from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
@@ -49,6 +49,21 @@ def local_broker(settings: Settings) -> KafkaBroker:
             controller_port=settings.kafka_controller_port,
             heap=settings.kafka_heap,
         )
+    )
+
+
+def store_for(settings: Settings) -> Store:
+    """The configured ClickHouse server, else embedded chdb under the data dir."""
+    return open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
+
+
+def writer_for(store: Store, bootstrap: str, settings: Settings) -> StoreWriter:
+    return StoreWriter(
+        store,
+        bootstrap,
+        topics.STORE_TABLES,
+        batch_rows=settings.writer_batch_rows,
+        flush_seconds=settings.writer_flush_seconds,
     )
 
 
@@ -129,17 +144,9 @@ class Stack:
                 broker.start(attached=True)
                 bootstrap = broker.config.bootstrap
             topics.ensure_topics(bootstrap, settings.topic_partitions)
-            store = open_store(
-                settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database
-            )
+            store = store_for(settings)
             applied = migrate(store)
-            writer = StoreWriter(
-                store,
-                bootstrap,
-                topics.STORE_TABLES,
-                batch_rows=settings.writer_batch_rows,
-                flush_seconds=settings.writer_flush_seconds,
-            )
+            writer = writer_for(store, bootstrap, settings)
             writer_thread = threading.Thread(target=writer.run, args=(writer_stop,), name="writer")
             writer_thread.start()
             keys, shown_key = resolve_keys(settings, generate=True)

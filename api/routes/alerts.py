@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from cxpulse.api.deps import Context, parse_time_ms
+from cxpulse.api.deps import Context, iso_time, parse_time_ms
 from cxpulse.api.problems import Problem
 from cxpulse.deploy.durations import parse_duration_ms
 from cxpulse.sinks import alerts as alert_writes
@@ -20,7 +19,7 @@ MAX_SILENCE_MS = 30 * 86_400_000
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat()
+    return None if ms is None else iso_time(int(ms))
 
 
 def _shape(row: dict[str, Any]) -> dict[str, Any]:

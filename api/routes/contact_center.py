@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s
+from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s, series
 from cxpulse.sinks import queries
 
 router = APIRouter(prefix="/v1/contact-center", tags=["contact center"])
@@ -39,10 +38,7 @@ def kpis(
         "freshness_seconds": freshness_seconds(ctx),
     }
     if seconds is not None:
-        result["series"] = [
-            {"time": datetime.fromtimestamp(p.pop("bucket_ms") / 1000, UTC).isoformat(), **p}
-            for p in queries.contact_kpis(
-                ctx.store, window.start_ms, window.end_ms, filters, seconds
-            )
-        ]
+        result["series"] = series(
+            queries.contact_kpis(ctx.store, window.start_ms, window.end_ms, filters, seconds)
+        )
     return result

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s
+from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s, iso_time
 from cxpulse.api.problems import Problem
 from cxpulse.sinks import queries
 from cxpulse.streams.funnels import FunnelSpec
@@ -26,10 +25,6 @@ def _funnel(ctx: Context, name: str) -> FunnelSpec:
 
 def _segment(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.query_params.items() if k not in _RESERVED}
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 @router.get("", summary="The configured funnels and their steps")
@@ -88,7 +83,7 @@ def timeseries(
     )
     points = []
     for row in rows:
-        point: dict[str, Any] = {"time": _iso(row["bucket_ms"]), "journeys": row["journeys"]}
+        point: dict[str, Any] = {"time": iso_time(row["bucket_ms"]), "journeys": row["journeys"]}
         if step is None:
             point["steps"] = [
                 {"step": s, "reached": r, "dropped": d}

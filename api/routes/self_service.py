@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s
+from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s, series
 from cxpulse.sinks import queries
 
 router = APIRouter(prefix="/v1/self-service", tags=["self-service"])
@@ -40,11 +39,8 @@ def containment(
         "freshness_seconds": freshness_seconds(ctx),
     }
     if seconds is not None:
-        series = queries.containment(
+        points = queries.containment(
             ctx.store, window.start_ms, window.end_ms, filters=segment, interval_s=seconds, **costs
         )
-        result["series"] = [
-            {"time": datetime.fromtimestamp(p.pop("bucket_ms") / 1000, UTC).isoformat(), **p}
-            for p in series
-        ]
+        result["series"] = series(points)
     return result
