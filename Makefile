@@ -28,10 +28,15 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
-# Benchmarks write bench/results/<name>.json and .md.
+# Benchmarks write bench/results/<name>.json and .md. The API benchmark's load generator is wrk.
 bench: setup
+	@command -v wrk >/dev/null || { s=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$s apt-get install -y wrk || { $$s apt-get update && $$s apt-get install -y wrk; }; }
 	$(BIN)/python -m bench.validation
 	$(BIN)/python -m bench.api_latency
+	$(BIN)/python -m bench.worker_throughput
+	$(BIN)/python -m bench.freshness
+	$(BIN)/python -m bench.memory
 
 format: setup
 	$(BIN)/ruff format .

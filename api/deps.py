@@ -1,21 +1,29 @@
-"""What every route depends on: the app's context (store, funnels, settings) and the caller."""
+"""What every route depends on: the app's context (store, funnels, settings) and the caller.
+
+Dependencies are `async def` (cheap, no I/O): FastAPI runs sync ones in the thread pool, a
+thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from cxpulse.api.auth import ApiKeys
+from cxpulse.api.cache import ResultCache
+from cxpulse.api.etag import Payload
 from cxpulse.api.problems import Problem
 from cxpulse.deploy.durations import parse_duration_ms
 from cxpulse.deploy.settings import Settings
 from cxpulse.sinks import queries
-from cxpulse.sinks.store import Store
+from cxpulse.sinks.store import Store, iso_time
 from cxpulse.streams.funnels import FunnelSpec
 
 DAY_MS = 86_400_000
@@ -30,9 +38,11 @@ class ApiContext:
     funnels: dict[str, FunnelSpec]
     settings: Settings
     keys: ApiKeys
+    # Payloads of the figure routes and the freshness lookup, for CXPULSE_API_CACHE_SECONDS.
+    cache: ResultCache[Any]
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
     return request.app.state.context  # type: ignore[no-any-return]
 
 
@@ -40,7 +50,7 @@ Context = Annotated[ApiContext, Depends(context)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from CXPULSE_API_KEYS.")
 
 
-def require_key(
+async def require_key(
     ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -60,11 +70,6 @@ def parse_time_ms(text: str, name: str) -> int:
     if not _EARLIEST <= stamp < _LATEST:
         raise Problem(400, "Bad request", f"{name} must be between 1970 and 2200")
     return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
-
-
-def iso_time(ms: int) -> str:
-    """Epoch ms as the RFC 3339 text every response uses."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 def series(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,7 +92,7 @@ class TimeRange:
         return iso_time(self.end_ms)
 
 
-def time_range(
+async def time_range(
     ctx: Context,
     start: Annotated[
         str | None,
@@ -136,10 +141,35 @@ def interval_s(ctx: ApiContext, window: TimeRange, interval: str | None) -> int 
     return seconds
 
 
-def freshness_seconds(ctx: ApiContext) -> float | None:
+T = TypeVar("T")
+
+
+async def cached(ctx: ApiContext, key: Hashable, compute: Callable[[], T]) -> T:
+    """`compute()` through the cache: a hit is served on the event loop; a miss queries in a
+    worker thread (sharing the query of identical requests in flight)."""
+    hit: T | None = ctx.cache.fresh(key, compute)
+    if hit is not None:
+        return hit
+    return await run_in_threadpool(ctx.cache.get, key, compute)
+
+
+async def newest_events_ms(ctx: ApiContext) -> list[dict[str, int]]:
+    """Per partition, the newest stored event time: one lookup per cache period."""
+    return await cached(ctx, ("freshness",), lambda: queries.freshness(ctx.store))
+
+
+def lag_seconds(partitions: list[dict[str, int]]) -> float | None:
     """Wall clock minus the newest event time stored (the stalest partition decides)."""
-    partitions = queries.freshness(ctx.store)
     if not partitions:
         return None
     newest = min(p["newest_ms"] for p in partitions)
     return round(time.time() - newest / 1000, 3)
+
+
+async def figures(
+    ctx: ApiContext, key: Hashable, compute: Callable[[], dict[str, Any]]
+) -> Response:
+    """The response of a figure route: its figures cached under `key` (the route and its
+    normalized parameters), encoded and tagged once, with the current freshness."""
+    payload = await cached(ctx, key, lambda: Payload.of(compute()))
+    return payload.response(lag_seconds(await newest_events_ms(ctx)))

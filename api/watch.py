@@ -1,4 +1,5 @@
-"""`cxpulse watch`: a live terminal view of the funnel, contact-center KPIs and freshness.
+"""`cxpulse watch`: a live terminal view of the funnel, contact-center KPIs, firing alerts and
+freshness.
 
 It reads the same HTTP API as any downstream service (so it also works against a remote
 stack), refreshing every few seconds; errors are shown in the view instead of ending it.
@@ -39,6 +40,10 @@ def fetch(client: httpx.Client, funnel: str, since_s: int) -> dict[str, Any]:
             detail = response.json().get("detail") if response.content else ""
             raise RuntimeError(f"{path}: {response.status_code} {detail}")
         result[name] = response.json()
+    response = client.get("/v1/alerts", params={"state": "firing"})
+    if response.status_code != 200:
+        raise RuntimeError(f"/v1/alerts: {response.status_code}")
+    result["alerts"] = response.json()["alerts"]
     return result
 
 
@@ -68,13 +73,30 @@ def center_text(kpis: dict[str, Any], contained: dict[str, Any]) -> Text:
     )
 
 
+def alerts_text(alerts: list[dict[str, Any]]) -> Text:
+    """One line per firing alert: where, which segment, current vs baseline rate, since when."""
+    if not alerts:
+        return Text("no alert firing", style="green")
+    lines = []
+    for a in alerts:
+        where = " ".join(x for x in (a["funnel"], a["step"]) if x) or "contact center"
+        segment = ", ".join(f"{k}={v}" for k, v in sorted((a["segment"] or {}).items()))
+        muted = " (silenced)" if a["silenced_until"] else ""
+        lines.append(
+            f"{a['rule']} at {where} ({segment or 'overall'}): {_pct(a['current_rate'])} vs "
+            f"{_pct(a['baseline_rate'])}, since {a['started_at']}{muted}"
+        )
+    return Text("\n".join(lines), style="red")
+
+
 def render(data: dict[str, Any], since: str) -> Group:
     summary = data["summary"]
     center = Panel(center_text(data["kpis"], data["containment"]), title="contact center")
+    firing = Panel(alerts_text(data["alerts"]), title="firing alerts")
     fresh = summary["freshness_seconds"]
     style = "green" if fresh is not None and fresh < 60 else "red"
     freshness = Text(f"data as of {fresh if fresh is not None else '?'} s ago", style=style)
-    return Group(funnel_table(summary, since), center, freshness)
+    return Group(funnel_table(summary, since), center, firing, freshness)
 
 
 def watch(base_url: str, key: str, funnel: str, since: str, since_s: int, every_s: float) -> None:

@@ -40,9 +40,15 @@ def write_result(
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        # Other work on the machine slows a benchmark down: readers should see how busy it was.
+        "load_average_1_5_15m": [round(load, 2) for load in os.getloadavg()],
     }
     (RESULTS / f"{name}.json").write_text(json.dumps({**meta, **figures}, indent=2) + "\n")
-    header = f"{meta['measured_at']}, {meta['machine']}, Python {meta['python']}"
+    load = ", ".join(f"{x:.2f}" for x in meta["load_average_1_5_15m"])
+    header = (
+        f"{meta['measured_at']}, {meta['machine']}, Python {meta['python']}, "
+        f"load average (1, 5, 15 min) at the end: {load}"
+    )
     lines = [f"# {name}", "", header, ""]
     lines += ["| measure | value | target | note |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in table]

@@ -14,7 +14,10 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from cxpulse.deploy.grafana_cli import grafana_app
 from cxpulse.deploy.kafka import KafkaError
+from cxpulse.deploy.logs import configure as configure_logging
+from cxpulse.deploy.logs import logging_config
 from cxpulse.deploy.settings import Settings
 
 app = typer.Typer(
@@ -30,6 +33,7 @@ schemas_app = typer.Typer(help="The event contract's generated files.", no_args_
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(grafana_app, name="grafana")
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -42,10 +46,7 @@ def _settings() -> Settings:
             name = f"CXPULSE_{'_'.join(str(part) for part in error['loc']).upper()}"
             err.print(f"[red]error:[/red] {name}: {error['msg']} (got {error.get('input')!r})")
         raise typer.Exit(code=2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -233,7 +234,9 @@ def worker(
     bootstrap = _bootstrap_or_fail(settings)
     topics.ensure_topics(bootstrap, settings.topic_partitions)
     if metrics_port is not None:
-        console.print(f"metrics on http://127.0.0.1:{metrics.serve(metrics_port)}/metrics")
+        # A log line, not console output: it must be JSON too when the logs are.
+        port = metrics.serve(metrics_port)
+        logging.getLogger("cxpulse.worker").info("metrics on http://127.0.0.1:%d/metrics", port)
     try:
         funnels = load_funnels(settings.funnels_file)
     except FunnelConfigError as exc:
@@ -251,20 +254,29 @@ def worker(
     ingest.start()
     try:
         app = create_app(bootstrap, settings.topic_partitions, funnels, settings.shift_table())
-        run_worker(app, settings.log_level)
+        run_worker(app, logging_config(settings.log_level, settings.log_format))
     finally:
         stop.set()
         ingest.join(timeout=60)
 
 
 @app.command()
-def writer() -> None:
+def writer(
+    evaluate_alerts: Annotated[
+        bool,
+        typer.Option(
+            "--alerts/--no-alerts",
+            help="Also run the alert evaluator (run it in exactly one writer).",
+        ),
+    ] = True,
+) -> None:
     """Run a store writer on its own (server mode; `cxpulse up` runs one in-process)."""
     import signal
     import threading
 
-    from cxpulse.deploy.stack import store_for, writer_for
+    from cxpulse.deploy.stack import AlertService, store_for, writer_for
     from cxpulse.sinks.store import StoreError
+    from cxpulse.streams.funnels import FunnelConfigError, load_funnels
 
     settings = _settings()
     bootstrap = _bootstrap_or_fail(settings)
@@ -272,8 +284,19 @@ def writer() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        funnels = load_funnels(settings.funnels_file)
+    except FunnelConfigError as exc:
+        raise _fail(str(exc)) from exc
+    try:
         with store_for(settings) as store:
-            writer_for(store, bootstrap, settings).run(stop)
+            alerts = AlertService(store, bootstrap, settings, funnels) if evaluate_alerts else None
+            if alerts is not None:
+                alerts.start()
+            try:
+                writer_for(store, bootstrap, settings).run(stop)
+            finally:
+                if alerts is not None:
+                    alerts.stop()
     except StoreError as exc:
         raise _fail(str(exc)) from exc
 
@@ -462,7 +485,7 @@ def watch(
         str | None, typer.Option(help="API base URL. Default: the running `up` stack's.")
     ] = None,
 ) -> None:
-    """A live terminal view of the funnel, contact-center KPIs and freshness (Ctrl-C ends)."""
+    """A live terminal view: funnel, contact-center KPIs, firing alerts, freshness (Ctrl-C ends)."""
     from cxpulse.api.server import ApiError, resolve_keys
     from cxpulse.api.watch import watch as run_watch
     from cxpulse.deploy.durations import parse_duration_ms

@@ -17,6 +17,7 @@ from cxpulse.streams.contacts import DEFAULT_SHIFTS
 
 if TYPE_CHECKING:
     from cxpulse.streams.contacts import ShiftTable
+    from cxpulse.streams.evaluator import AlertConfig
 
 
 class Settings(BaseSettings):
@@ -67,6 +68,44 @@ class Settings(BaseSettings):
     assisted_cost: float = Field(7.0, ge=0, description="Cost of one assisted interaction.")
     self_service_cost: float = Field(0.1, ge=0, description="Cost of one self-served journey.")
     currency: str = Field("USD", description="Currency of the costs.")
+    alert_evaluation_seconds: float = Field(
+        30.0, ge=0, description="Alert evaluation every this many seconds of event time; 0: off."
+    )
+    alert_window_seconds: int = Field(900, ge=60, description="Window of the alert rules.")
+    alert_baseline_seconds: int = Field(
+        86_400, ge=600, description="Trailing baseline the window is compared with."
+    )
+    alert_tau_cap_seconds: int = Field(
+        600, ge=1, description="Cap of tau, the timely drop-off deadline (p90 step-to-step time)."
+    )
+    alert_min_z: float = Field(
+        3.0, gt=0, description="z a rise needs (per evaluation; raised for the number of tests)."
+    )
+    alert_min_relative_increase: float = Field(
+        0.2, ge=0, description="Relative rise over the baseline an alert needs (0.2 = +20 %)."
+    )
+    alert_min_window: int = Field(30, ge=1, description="Journeys or contacts a window needs.")
+    alert_fire_after: int = Field(2, ge=1, description="Breaching evaluations before firing.")
+    alert_resolve_after: int = Field(2, ge=1, description="Clean evaluations before resolving.")
+    alert_segments: str = Field(
+        "device,product_line,region,tier",
+        description="Journey attributes whose values are alerted on besides the overall rate.",
+    )
+    alert_contact_segments: str = Field(
+        "queue,channel", description="Contact columns (queue, channel, team, shift) alerted on."
+    )
+    alert_contact_settle_seconds: int = Field(
+        300, ge=0, description="How old a contact must be to count (time to answer or abandon)."
+    )
+    alert_service_level_target: float = Field(
+        0.8, gt=0, le=1, description="Service level below which a rise of misses is a breach."
+    )
+    alert_webhook_urls: str | None = Field(
+        None, description="Comma-separated URLs that get Alertmanager-compatible webhook POSTs."
+    )
+    alert_webhook_max_attempts: int = Field(
+        8, ge=1, description="Attempts per notification (exponential backoff from 0.5 s)."
+    )
     api_host: str = Field("127.0.0.1", description="Address the metrics API listens on.")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the metrics API.")
     api_keys: SecretStr | None = Field(
@@ -79,7 +118,31 @@ class Settings(BaseSettings):
     api_ready_lag_seconds: float = Field(
         300.0, gt=0, description="/readyz fails when the newest stored event is older than this."
     )
+    api_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="How long the API reuses a computed response for identical requests "
+        "(concurrent ones share one query); 0 turns the cache off.",
+    )
     log_level: str = Field("info", description="Log level of cxpulse processes.")
+    log_format: str = Field("text", description="Log lines as text, or json (one object a line).")
+    # Grafana (dashboards sync and alert annotations)
+    grafana_url: str | None = Field(
+        None, description="Grafana base URL: alerts are annotated there; `grafana sync` target."
+    )
+    grafana_token: SecretStr | None = Field(
+        None, description="Grafana service-account token (Bearer) for annotations and sync."
+    )
+    # Grafana sync (dashboards/, `cxpulse grafana sync`)
+    grafana_folder: str = Field(
+        "cxpulse", min_length=1, description="Title of the Grafana folder `grafana sync` fills."
+    )
+    grafana_clickhouse_url: str | None = Field(
+        None,
+        description="ClickHouse URL as Grafana reaches it, for the datasource `grafana sync` "
+        "writes. Unset: CXPULSE_CLICKHOUSE_URL.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -107,6 +170,43 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in {"text", "json"}:
+            raise ValueError("log format is text or json")
+        return value
+
+    @field_validator("alert_contact_segments")
+    @classmethod
+    def _contact_columns(cls, value: str) -> str:
+        unknown = set(_names(value)) - {"queue", "channel", "team", "shift"}
+        if unknown:
+            raise ValueError(f"not contact columns: {sorted(unknown)}")
+        return value
+
+    def alert_config(self) -> AlertConfig:
+        from cxpulse.streams.alerting import Thresholds
+        from cxpulse.streams.evaluator import AlertConfig
+
+        return AlertConfig(
+            every_ms=int(self.alert_evaluation_seconds * 1000),
+            window_ms=self.alert_window_seconds * 1000,
+            baseline_ms=self.alert_baseline_seconds * 1000,
+            tau_cap_ms=self.alert_tau_cap_seconds * 1000,
+            segment_attrs=_names(self.alert_segments),
+            contact_segments=_names(self.alert_contact_segments),
+            contact_settle_ms=self.alert_contact_settle_seconds * 1000,
+            service_level_target=self.alert_service_level_target,
+            thresholds=Thresholds(
+                min_z=self.alert_min_z,
+                min_relative_increase=self.alert_min_relative_increase,
+                min_window=self.alert_min_window,
+                fire_after=self.alert_fire_after,
+                resolve_after=self.alert_resolve_after,
+            ),
+        )
 
     def shift_table(self) -> ShiftTable:
         from zoneinfo import ZoneInfo
@@ -137,3 +237,7 @@ def redact_url(url: str) -> str:
         return url
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,10 @@ from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import Store, open_store
 from cxpulse.sinks.writer import StoreWriter
 from cxpulse.streams import topics
-from cxpulse.streams.funnels import load_funnels
+from cxpulse.streams.evaluator import AlertEvaluator, AlertSink
+from cxpulse.streams.funnels import FunnelSpec, load_funnels
+from cxpulse.streams.notify import GrafanaAnnotationSink, TopicSink, WebhookSink
+from cxpulse.streams.producer import JsonProducer
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.output import paced, send_to_kafka
 from cxpulse.streams.simulator.run import Plan
@@ -65,6 +69,45 @@ def writer_for(store: Store, bootstrap: str, settings: Settings) -> StoreWriter:
         batch_rows=settings.writer_batch_rows,
         flush_seconds=settings.writer_flush_seconds,
     )
+
+
+class AlertService:
+    """The alert evaluator and its outputs (topic, webhooks, Grafana) in a thread beside the
+    store writer, since the rules read every partition's figures from the store."""
+
+    def __init__(
+        self, store: Store, bootstrap: str, settings: Settings, funnels: Sequence[FunnelSpec]
+    ) -> None:
+        self.interval_s = settings.alert_evaluation_seconds
+        self.producer = JsonProducer(bootstrap)
+        external = f"http://{settings.api_host}:{settings.api_port}"
+        retry = {"max_attempts": settings.alert_webhook_max_attempts}
+        self.remote: list[WebhookSink | GrafanaAnnotationSink] = [
+            WebhookSink(url.strip(), external, **retry)
+            for url in (settings.alert_webhook_urls or "").split(",")
+            if url.strip()
+        ]
+        if settings.grafana_url:
+            token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
+            self.remote.append(GrafanaAnnotationSink(settings.grafana_url, token, **retry))
+        sinks: list[AlertSink] = [TopicSink(self.producer, self.producer.flush), *self.remote]
+        self.evaluator = AlertEvaluator(store, funnels, settings.alert_config(), sinks)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(
+            target=self.evaluator.run, args=(self.stop_event, self.interval_s), name="alerts"
+        )
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=60)
+        for sink in self.remote:
+            sink.close()
+        self.producer.flush()
 
 
 def resolve_bootstrap(settings: Settings) -> str:
@@ -132,6 +175,7 @@ class Stack:
         writer_stop = threading.Event()
         writer_thread: threading.Thread | None = None
         api: BackgroundApi | None = None
+        alerts: AlertService | None = None
         simulator: threading.Thread | None = None
         failure: str | None = "startup failed"
         previous = {sig: signal.signal(sig, lambda *_: self.stop.set()) for sig in _SIGNALS}
@@ -153,8 +197,12 @@ class Stack:
             funnels = load_funnels(settings.funnels_file)
             api = BackgroundApi(create_api(store, funnels, settings, keys), settings)
             api.start()
+            alerts = AlertService(store, bootstrap, settings, funnels)
+            alerts.start()
             worker = spawn_child(
-                ["worker"], {"CXPULSE_KAFKA_BOOTSTRAP": bootstrap}, logs / "worker.log"
+                ["worker"],
+                {"CXPULSE_KAFKA_BOOTSTRAP": bootstrap, "CXPULSE_LOG_FORMAT": "json"},
+                logs / "worker.log",
             )
             if self.simulator:
                 # A daemon: a producer stuck on an unreachable broker must not keep `up` alive.
@@ -194,6 +242,8 @@ class Stack:
                 time.sleep(2 * settings.writer_flush_seconds)
                 writer_stop.set()
                 writer_thread.join(timeout=60)
+            if alerts is not None:
+                alerts.stop()
             if api is not None:
                 api.stop()
             if store is not None:

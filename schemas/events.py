@@ -10,6 +10,7 @@ Descriptive strings that producers may not always know (`reason`, `wrap_code`) m
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -33,11 +34,11 @@ Id = Annotated[str, Meta(min_length=1, max_length=128)]
 Label = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-class _Data(msgspec.Struct, frozen=True, kw_only=True):
+class _Data(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Base of every `data` object; extra fields are ignored, not rejected."""
 
 
-class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class _Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="type"):
     event_id: EventId
     schema_version: Annotated[Literal[1], Meta(description="Contract version: 1.")]
     occurred_at: OccurredAt
@@ -261,6 +262,8 @@ Event = (
 )
 
 
+@functools.cache
 def type_name(cls: type[_Event]) -> str:
-    """The `type` value of an event class (its msgspec tag)."""
+    """The `type` value of an event class (its msgspec tag). Cached: inspecting a class costs
+    ~0.3 ms, and funnel matching asks once per event and step."""
     return str(msgspec.inspect.type_info(cls).tag)  # type: ignore[attr-defined]

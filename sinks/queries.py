@@ -55,7 +55,7 @@ def _where(
     return " AND ".join(["funnel = {funnel:String}", *clauses]), params
 
 
-def _step_columns(steps: int) -> str:
+def step_columns(steps: int) -> str:
     parts = []
     for k in range(steps):
         i = k + 1  # ClickHouse arrays are 1-based
@@ -69,14 +69,14 @@ def _step_columns(steps: int) -> str:
     return ",\n    ".join(parts)
 
 
-def _per_step_arrays(steps: int) -> str:
+def per_step_arrays(steps: int) -> str:
     """Reached and dropped per step as two arrays (series and breakdown rows)."""
     reached = ", ".join(f"countIf(reach_ms[{k + 1}] IS NOT NULL)" for k in range(steps))
     dropped = ", ".join(f"countIf(dropped_step = {k})" for k in range(steps))
     return f"[{reached}] AS reached, [{dropped}] AS dropped"
 
 
-def _outcome_columns() -> str:
+def outcome_columns() -> str:
     return ", ".join(f"countIf(outcome = '{o}') AS {o}" for o in OUTCOMES)
 
 
@@ -91,7 +91,7 @@ def funnel_summary(
     """Journeys that entered the funnel in [start, end), by outcome and by step."""
     where, params = _where(funnel, start_ms, end_ms, filters or {})
     sql = (
-        f"SELECT count() AS journeys, {_outcome_columns()},\n    {_step_columns(len(steps))}\n"
+        f"SELECT count() AS journeys, {outcome_columns()},\n    {step_columns(len(steps))}\n"
         f"FROM journey_funnels FINAL\nWHERE {where}"
     )
     row = store.query(sql, params)[0]
@@ -134,7 +134,7 @@ def funnel_timeseries(
     where, params = _where(funnel, start_ms, end_ms, filters or {})
     bucket, group = _bucket("entered_at", interval_s, params)
     sql = (
-        f"SELECT {bucket}count() AS journeys, {_per_step_arrays(len(steps))}\n"
+        f"SELECT {bucket}count() AS journeys, {per_step_arrays(len(steps))}\n"
         f"FROM journey_funnels FINAL\nWHERE {where}\n{group}"
     )
     return [
@@ -163,8 +163,8 @@ def funnel_breakdown(
     where, params = _where(funnel, start_ms, end_ms, filters or {})
     params["by"] = by
     sql = (
-        f"SELECT attrs[{{by:String}}] AS value, count() AS journeys, {_outcome_columns()},\n"
-        f"    {_per_step_arrays(len(steps))}\n"
+        f"SELECT attrs[{{by:String}}] AS value, count() AS journeys, {outcome_columns()},\n"
+        f"    {per_step_arrays(len(steps))}\n"
         f"FROM journey_funnels FINAL\nWHERE {where}\nGROUP BY value ORDER BY value"
     )
     return [
@@ -190,7 +190,7 @@ def freshness(store: Store) -> list[dict[str, Any]]:
 
 
 _CONTACT_FILTERS = ("queue", "team", "channel", "shift")
-_KPI_COUNTS = (
+KPI_COUNTS = (
     "queued", "answered", "abandoned", "short_abandoned", "answered_within_sl", "transferred",
     "ivr_contained", "resolved", "first_contact_resolved",
 )  # fmt: skip
@@ -208,6 +208,24 @@ def _bucket(column: str, interval_s: int | None, params: dict[str, Any]) -> tupl
         " * 1000 AS bucket_ms, "
     )
     return expression, "GROUP BY bucket_ms ORDER BY bucket_ms"
+
+
+# Aliases must not shadow the columns that later conditions read (answered = 1 ...).
+KPI_AGGREGATES = (
+    "count() AS contacts, "
+    + ", ".join(f"sum({flag}) AS n_{flag}" for flag in KPI_COUNTS)
+    + """,
+    sumIf(wait_ms, answered = 1) AS wait_answered_ms,
+    countIf(answered = 1 AND handle_ms IS NOT NULL) AS handled,
+    sumIf(handle_ms, answered = 1) AS handle_sum_ms,
+    countIf(ivr_outcome != '') AS ivr_contacts,
+    countIf(ivr_outcome = 'zero_out') AS zero_out,
+    minIf(fcr_final, resolved = 1) AS fcr_final_min, countIf(resolved = 1) AS resolved_n,
+    minIf(ivr_final, ivr_outcome != '') AS ivr_final_min,
+    count(csat) AS csat_responses, countIf(csat >= 4) AS satisfied,
+    count(nps) AS nps_responses, countIf(nps >= 9) AS promoters, countIf(nps <= 6) AS detractors,
+    count(ces) AS ces_responses, sum(ces) AS ces_sum"""
+)
 
 
 def contact_kpis(
@@ -230,20 +248,8 @@ def contact_kpis(
         clauses.append(f"{name} = {{{name}:String}}")
         params[name] = value
     bucket, group = _bucket("started_at", interval_s, params)
-    # Aliases must not shadow the columns that later conditions read (answered = 1 ...).
-    counts = ", ".join(f"sum({flag}) AS n_{flag}" for flag in _KPI_COUNTS)
     sql = f"""
-SELECT {bucket}count() AS contacts, {counts},
-    sumIf(wait_ms, answered = 1) AS wait_answered_ms,
-    countIf(answered = 1 AND handle_ms IS NOT NULL) AS handled,
-    sumIf(handle_ms, answered = 1) AS handle_sum_ms,
-    countIf(ivr_outcome != '') AS ivr_contacts,
-    countIf(ivr_outcome = 'zero_out') AS zero_out,
-    minIf(fcr_final, resolved = 1) AS fcr_final_min, countIf(resolved = 1) AS resolved_n,
-    minIf(ivr_final, ivr_outcome != '') AS ivr_final_min,
-    count(csat) AS csat_responses, countIf(csat >= 4) AS satisfied,
-    count(nps) AS nps_responses, countIf(nps >= 9) AS promoters, countIf(nps <= 6) AS detractors,
-    count(ces) AS ces_responses, sum(ces) AS ces_sum
+SELECT {bucket}{KPI_AGGREGATES}
 FROM contacts FINAL
 WHERE {" AND ".join(clauses)}
 {group}"""
@@ -252,7 +258,7 @@ WHERE {" AND ".join(clauses)}
 
 def _kpis_of(raw: dict[str, Any]) -> dict[str, Any]:
     row = {k: (int(v) if v is not None else 0) for k, v in raw.items()}
-    c = {"contacts": row["contacts"], **{flag: row[f"n_{flag}"] for flag in _KPI_COUNTS}}
+    c = {"contacts": row["contacts"], **{flag: row[f"n_{flag}"] for flag in KPI_COUNTS}}
     for name in ("handled", "ivr_contacts", "zero_out", "csat_responses", "nps_responses",
                  "ces_responses"):  # fmt: skip
         c[name] = row[name]
@@ -292,7 +298,7 @@ def containment(
     clauses, params = _range_and_attrs("start_at", start_ms, end_ms, filters or {})
     bucket, group = _bucket("start_at", interval_s, params)
     sql = f"""
-SELECT {bucket}count() AS journeys, countIf(closed = 1) AS n_closed, {_outcome_columns()},
+SELECT {bucket}count() AS journeys, countIf(closed = 1) AS n_closed, {outcome_columns()},
     countIf(closed = 1 AND outcome = 'self_served') AS closed_self_served,
     countIf(closed = 1 AND outcome = 'escalated') AS closed_escalated,
     countIf(closed = 1 AND ttr_ms IS NOT NULL) AS ttr_n,
@@ -357,3 +363,142 @@ def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
         f"SELECT {_ALERT_COLUMNS} FROM alerts FINAL WHERE id = {{id:String}}", {"id": alert_id}
     )
     return rows[0] if rows else None
+
+
+# -- alert evaluation (design section 7) ------------------------------------------------------
+
+#: Segment "all journeys" (or all contacts) in the per-segment counts of the alert queries.
+OVERALL = ("", "")
+
+
+def _segments(pairs: str, names: Sequence[str], params: dict[str, Any]) -> str:
+    """ARRAY JOIN expression: overall plus each (attribute, value) of `pairs` named in `names`."""
+    for index, name in enumerate(names):
+        if not _ATTR_NAME.match(name):
+            raise QueryError(f"{name!r} is not a segment attribute name")
+        params[f"sn{index}"] = name
+    wanted = ", ".join(f"{{sn{i}:String}}" for i in range(len(names)))
+    return (
+        "arrayConcat([('', '')], arrayFilter(p -> has([" + wanted + "], p.1), "
+        f"arrayMap(p -> (toString(p.1), toString(p.2)), {pairs})))"
+    )
+
+
+def step_delay_p90(
+    store: Store, funnel: str, steps: int, lo_ms: int, hi_ms: int, span_ms: int
+) -> dict[int, int]:
+    """p90 of the time from step k-1 to step k (ms), by k >= 1, over journeys that reached k-1
+    in [lo, hi) and step k by `hi` (journeys enter at most `span_ms` before they reach k-1)."""
+    sql = f"""
+SELECT k, quantileExactHigh(0.9)(reach_ms[k + 1] - reach_ms[k]) AS p90
+FROM journey_funnels FINAL
+ARRAY JOIN range(1, {int(steps)}) AS k
+WHERE funnel = {{funnel:String}}
+  AND entered_at >= {{enter_lo:DateTime64(3, 'UTC')}} AND entered_at < {{hi:DateTime64(3, 'UTC')}}
+  AND reach_ms[k] IS NOT NULL AND reach_ms[k + 1] IS NOT NULL
+  AND toUnixTimestamp64Milli(entered_at) + reach_ms[k] >= {{lo_ms:Int64}}
+  AND toUnixTimestamp64Milli(entered_at) + reach_ms[k] < {{hi_ms:Int64}}
+  AND toUnixTimestamp64Milli(entered_at) + reach_ms[k + 1] < {{hi_ms:Int64}}
+GROUP BY k"""
+    params = {"funnel": funnel, "enter_lo": ch_time(lo_ms - span_ms), "hi": ch_time(hi_ms),
+              "lo_ms": lo_ms, "hi_ms": hi_ms}  # fmt: skip
+    return {int(r["k"]): int(r["p90"]) for r in store.query(sql, params)}
+
+
+def timely_dropoff(
+    store: Store,
+    funnel: str,
+    taus_ms: Mapping[int, int],
+    at_ms: int,
+    *,
+    window_ms: int,
+    baseline_ms: int,
+    span_ms: int,
+    segment_attrs: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Timely drop-off counts at each funnel step k >= 1 (keys of `taus_ms`), overall and per
+    segment value: journeys that reached step k-1 in the window [at - tau_k - window, at - tau_k)
+    and in the baseline before it (`baseline_ms` long), and how many of them did not reach step k
+    within tau_k. Only what was known at `at` counts: a window journey's deadline is before it."""
+    if not taus_ms:
+        return []
+    params: dict[str, Any] = {"funnel": funnel, "window": window_ms, "baseline": baseline_ms,
+                              "at_ms": at_ms}  # fmt: skip
+    longest = max(taus_ms.values())
+    params["enter_lo"] = ch_time(at_ms - longest - window_ms - baseline_ms - span_ms)
+    params["at"] = ch_time(at_ms)
+    ks = sorted(taus_ms)
+    for k in ks:
+        params[f"tau{k}"] = int(taus_ms[k])
+    tau = "multiIf(" + ", ".join(f"k = {k}, {{tau{k}:Int64}}" for k in ks) + ", 0)"
+    segments = _segments("arrayZip(mapKeys(attrs), mapValues(attrs))", segment_attrs, params)
+    sql = f"""
+SELECT k, seg.1 AS attr, seg.2 AS value,
+    countIf(in_window) AS window_n, countIf(in_window AND dropped) AS window_hits,
+    countIf(NOT in_window) AS base_n, countIf(NOT in_window AND dropped) AS base_hits
+FROM (
+    SELECT k, attrs, prev_at >= {{at_ms:Int64}} - tau - {{window:Int64}} AS in_window,
+        reach_ms[k + 1] IS NULL OR reach_ms[k + 1] - reach_ms[k] > tau AS dropped
+    FROM (
+        SELECT k, attrs, reach_ms, {tau} AS tau,
+            toUnixTimestamp64Milli(entered_at) + assumeNotNull(reach_ms[k]) AS prev_at
+        FROM journey_funnels FINAL
+        ARRAY JOIN range(1, length(reach_ms)) AS k
+        WHERE funnel = {{funnel:String}}
+          AND entered_at >= {{enter_lo:DateTime64(3, 'UTC')}}
+          AND entered_at < {{at:DateTime64(3, 'UTC')}}
+          AND k IN ({", ".join(str(k) for k in ks)}) AND reach_ms[k] IS NOT NULL
+    )
+    WHERE prev_at >= {{at_ms:Int64}} - tau - {{window:Int64}} - {{baseline:Int64}}
+      AND prev_at < {{at_ms:Int64}} - tau
+)
+ARRAY JOIN {segments} AS seg
+GROUP BY k, attr, value"""
+    return store.query(sql, params)
+
+
+#: Per segment (`seg`), the contact rules' counts in the window (`w`) and the baseline.
+CONTACT_ALERT_COUNTS = """seg.1 AS attr, seg.2 AS value,
+    countIf(w AND sl) AS window_sl_n, countIf(w AND sl AND NOT answered_within_sl)
+        AS window_sl_misses,
+    countIf(NOT w AND sl) AS base_sl_n, countIf(NOT w AND sl AND NOT answered_within_sl)
+        AS base_sl_misses,
+    countIf(w AND queued) AS window_queued, countIf(w AND abandoned) AS window_abandoned,
+    countIf(NOT w AND queued) AS base_queued, countIf(NOT w AND abandoned) AS base_abandoned"""
+#: Per contact: counts in the service level (`sl`), answered in time, queued, abandoned.
+CONTACT_ALERT_FLAGS = """answered = 1 OR (abandoned = 1 AND short_abandoned = 0) AS sl,
+        answered_within_sl, queued = 1 AS queued, abandoned = 1 AS abandoned"""
+
+
+def contact_alert_counts(
+    store: Store,
+    at_ms: int,
+    *,
+    settle_ms: int,
+    window_ms: int,
+    baseline_ms: int,
+    segment_columns: Sequence[str] = ("queue", "channel"),
+) -> list[dict[str, Any]]:
+    """Service-level and abandonment counts of contacts started in the window [at - settle -
+    window, at - settle) and in the baseline before it, overall and per queue and channel.
+    `settle` leaves time for a queued contact to be answered or abandoned."""
+    allowed = {"queue", "channel", "team", "shift"}
+    if not set(segment_columns) <= allowed:
+        raise QueryError(f"contact segments are among {sorted(allowed)}")
+    pairs = ", ".join(f"('{c}', toString({c}))" for c in segment_columns)
+    params: dict[str, Any] = {
+        "lo": ch_time(at_ms - settle_ms - window_ms - baseline_ms),
+        "mid": ch_time(at_ms - settle_ms - window_ms),
+        "hi": ch_time(at_ms - settle_ms),
+    }
+    sql = f"""
+SELECT {CONTACT_ALERT_COUNTS}
+FROM (
+    SELECT started_at >= {{mid:DateTime64(3, 'UTC')}} AS w, {CONTACT_ALERT_FLAGS},
+        [('', ''), {pairs}] AS segs
+    FROM contacts FINAL
+    WHERE started_at >= {{lo:DateTime64(3, 'UTC')}} AND started_at < {{hi:DateTime64(3, 'UTC')}}
+)
+ARRAY JOIN segs AS seg
+GROUP BY attr, value"""
+    return store.query(sql, params)

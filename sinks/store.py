@@ -12,6 +12,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ Row = Mapping[str, Any]
 
 class StoreError(RuntimeError):
     """A query or insert the store refused, with ClickHouse's own message."""
+
+
+def iso_time(epoch_ms: int) -> str:
+    """Epoch ms as the RFC 3339 text the API and notifications show."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat()
 
 
 def ch_time(epoch_ms: int) -> str:

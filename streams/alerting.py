@@ -9,7 +9,12 @@ it resolves after consecutive clean evaluations, so it does not flap.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from statistics import NormalDist
+from typing import Any
+
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -31,14 +36,18 @@ class Verdict:
 
 
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> float | None:
-    """z of p1 = x1/n1 against p2 = x2/n2 with the pooled standard error; None if undefined."""
+    """z of p1 = x1/n1 against p2 = x2/n2: pooled standard error and Yates' continuity
+    correction (a window of 30 journeys is small enough for the plain normal approximation to
+    overstate z); None if undefined."""
     if n1 <= 0 or n2 <= 0:
         return None
     pooled = (x1 + x2) / (n1 + n2)
     variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
     if variance <= 0:
         return None
-    return (x1 / n1 - x2 / n2) / math.sqrt(variance)
+    diff = x1 / n1 - x2 / n2
+    corrected = max(0.0, abs(diff) - 0.5 * (1 / n1 + 1 / n2))
+    return math.copysign(corrected, diff) / math.sqrt(variance)
 
 
 def judge(
@@ -58,6 +67,14 @@ def judge(
     return Verdict(z >= t.min_z and material, current, baseline, z, window_n)
 
 
+def tau_ms(p90_ms: int | None, cap_ms: int) -> int:
+    """The timely drop-off deadline: the baseline's p90 step-to-step time in whole seconds
+    (rounded up), capped; the cap when the baseline has no journey that made the step."""
+    if p90_ms is None:
+        return cap_ms
+    return min(cap_ms, -(-max(p90_ms, 1) // 1000) * 1000)
+
+
 @dataclass(frozen=True)
 class AlertState:
     """One alert's life: inactive -> pending -> firing -> resolved (-> pending ...)."""
@@ -67,39 +84,43 @@ class AlertState:
     clean: int = 0  # consecutive clean evaluations while firing
     started_ms: int | None = None
     resolved_ms: int | None = None
-    silenced_until_ms: int | None = None
 
 
 @dataclass(frozen=True)
 class Transition:
     state: AlertState
-    notify: str | None  # "firing" or "resolved" when a notification is due, else None
+    changed: str | None  # "firing" or "resolved" when the alert just became so, else None
+    notify: str | None  # the same, unless silenced: what notifications announce
 
 
 def step(
-    alert: AlertState, verdict: Verdict, now_ms: int, t: Thresholds = Thresholds()
+    alert: AlertState,
+    verdict: Verdict,
+    now_ms: int,
+    t: Thresholds = Thresholds(),
+    silenced: bool = False,
 ) -> Transition:
-    """Advance one evaluation. Notifications only on becoming firing or resolved, never twice,
-    and not while silenced (the state still moves, so the alert resolves on time)."""
-    silenced = alert.silenced_until_ms is not None and now_ms < alert.silenced_until_ms
+    """Advance one evaluation. Changes only on becoming firing or resolved, never twice; a
+    silence mutes notifications, not the state, so a silenced alert still resolves on time."""
     if verdict.breach:
         breaches = alert.breaches + 1
         if alert.state == "firing":
-            return Transition(replace(alert, breaches=breaches, clean=0), None)
+            return Transition(replace(alert, breaches=breaches, clean=0), None, None)
         if breaches >= t.fire_after:
             fired = replace(alert, state="firing", breaches=breaches, clean=0,
                             started_ms=now_ms, resolved_ms=None)  # fmt: skip
-            return Transition(fired, None if silenced else "firing")
-        return Transition(replace(alert, state="pending", breaches=breaches, clean=0), None)
+            return Transition(fired, "firing", None if silenced else "firing")
+        pending = replace(alert, state="pending", breaches=breaches, clean=0)
+        return Transition(pending, None, None)
     if alert.state == "firing":
         clean = alert.clean + 1
         if clean >= t.resolve_after:
             done = replace(alert, state="resolved", breaches=0, clean=0, resolved_ms=now_ms)
-            return Transition(done, None if silenced else "resolved")
-        return Transition(replace(alert, breaches=0, clean=clean), None)
+            return Transition(done, "resolved", None if silenced else "resolved")
+        return Transition(replace(alert, breaches=0, clean=clean), None, None)
     if alert.state == "pending":
-        return Transition(replace(alert, state="inactive", breaches=0), None)
-    return Transition(replace(alert, breaches=0), None)
+        return Transition(replace(alert, state="inactive", breaches=0), None, None)
+    return Transition(replace(alert, breaches=0), None, None)
 
 
 def alert_id(rule: str, funnel: str | None, step_name: str | None, segment: dict[str, str]) -> str:
@@ -107,3 +128,142 @@ def alert_id(rule: str, funnel: str | None, step_name: str | None, segment: dict
     parts = [rule, funnel or "-", step_name or "-"]
     parts += [f"{k}={v}" for k, v in sorted(segment.items())]
     return "/".join(parts)
+
+
+DROPOFF = "dropoff_rising"
+SERVICE_LEVEL = "service_level_breach"
+ABANDONMENT = "abandonment_spike"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One rule's window and baseline counts for one step and segment at one evaluation."""
+
+    rule: str
+    funnel: str | None
+    step: str | None
+    segment: dict[str, str]
+    window_hits: int
+    window_n: int
+    base_hits: int
+    base_n: int
+    gate: bool = True  # a condition the rule adds to the test (service level below target)
+
+    @property
+    def id(self) -> str:
+        return alert_id(self.rule, self.funnel, self.step, self.segment)
+
+
+def dropoff_observations(
+    funnel: str, steps: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> list[Observation]:
+    """Timely drop-off counts (sinks.queries.timely_dropoff rows) as observations per step k."""
+    return [
+        Observation(DROPOFF, funnel, steps[int(r["k"])], _segment(r),
+                    int(r["window_hits"]), int(r["window_n"]),
+                    int(r["base_hits"]), int(r["base_n"]))
+        for r in rows
+    ]  # fmt: skip
+
+
+def contact_observations(rows: Iterable[Mapping[str, Any]], sl_target: float) -> list[Observation]:
+    """Service-level misses and abandonment (sinks.queries.contact_alert_counts rows).
+
+    Service-level alerts need both a significant rise of misses and a window service level
+    below its target: a dip from 97 % to 95 % is a change, not a breach.
+    """
+    out = []
+    for r in rows:
+        n, misses = int(r["window_sl_n"]), int(r["window_sl_misses"])
+        below = n > 0 and (n - misses) / n < sl_target
+        out.append(
+            Observation(
+                SERVICE_LEVEL,
+                None,
+                None,
+                _segment(r),
+                misses,
+                n,
+                int(r["base_sl_misses"]),
+                int(r["base_sl_n"]),
+                gate=below,
+            )
+        )
+        out.append(
+            Observation(
+                ABANDONMENT,
+                None,
+                None,
+                _segment(r),
+                int(r["window_abandoned"]),
+                int(r["window_queued"]),
+                int(r["base_abandoned"]),
+                int(r["base_queued"]),
+            )
+        )
+    return out
+
+
+def _segment(row: Mapping[str, Any]) -> dict[str, str]:
+    return {str(row["attr"]): str(row["value"])} if row["attr"] else {}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    observation: Observation | None  # None: the alert's segment had no data this time
+    verdict: Verdict
+    transition: Transition
+
+
+def critical_z(min_z: float, tests: int) -> float:
+    """The z each of `tests` simultaneous tests needs so that the whole evaluation raises a
+    false alarm no more often than one test at `min_z` would (Bonferroni). Without it, ~100
+    step x segment tests every 15 minutes fire a few false alarms a day on steady traffic."""
+    if tests <= 1:
+        return min_z
+    alpha = 1 - _NORMAL.cdf(min_z)
+    return max(min_z, _NORMAL.inv_cdf(1 - alpha / tests))
+
+
+def evaluate(
+    observations: list[Observation],
+    states: dict[str, AlertState],
+    now_ms: int,
+    t: Thresholds,
+    silenced: set[str],
+) -> list[Outcome]:
+    """One evaluation of every observation, and of live alerts that have none this time (they
+    count as clean, so they resolve). Updates `states`, keeping only pending and firing alerts;
+    returns an outcome for every alert that is, or just stopped being, firing or pending."""
+    tests = sum(1 for o in observations if o.window_n >= t.min_window and o.base_n > 0)
+    t = replace(t, min_z=critical_z(t.min_z, tests))
+    outcomes = []
+    seen = set()
+    for obs in observations:
+        verdict = judge(obs.window_hits, obs.window_n, obs.base_hits, obs.base_n, t)
+        if not obs.gate:
+            verdict = replace(verdict, breach=False)
+        seen.add(obs.id)
+        outcomes.append(_advance(obs.id, obs, verdict, states, now_ms, t, silenced))
+    for alert in [a for a in states if a not in seen]:
+        outcomes.append(_advance(alert, None, Verdict(False, None, None, None, 0), states,
+                                 now_ms, t, silenced))  # fmt: skip
+    return [o for o in outcomes if o.transition.state.state != "inactive" or o.transition.changed]
+
+
+def _advance(
+    alert: str,
+    obs: Observation | None,
+    verdict: Verdict,
+    states: dict[str, AlertState],
+    now_ms: int,
+    t: Thresholds,
+    silenced: set[str],
+) -> Outcome:
+    moved = step(states.get(alert, AlertState()), verdict, now_ms, t, alert in silenced)
+    if moved.state.state in ("pending", "firing"):
+        states[alert] = moved.state
+    else:
+        states.pop(alert, None)
+    return Outcome(alert, obs, verdict, moved)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import faust
 from faust.types import TP
 
-from cxpulse.streams import topics
+from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import ShiftTable
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.keyed import KeyState
@@ -46,6 +46,9 @@ def create_app(
         broker_commit_every=100,
         broker_commit_interval=1.0,
         producer_compression_type="lz4",
+        # A dead worker's partitions move to the others after 10 s, not faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     output = JsonProducer(bootstrap)
 
@@ -58,9 +61,10 @@ def create_app(
     async def flush_then_persist() -> None:
         # Rows first, then the states that produced them: see JourneyStage.persist. The input
         # is acknowledged (and later committed) only after both are in Kafka.
-        await app.loop.run_in_executor(None, output.flush)
-        stage.persist()
-        await app.loop.run_in_executor(None, output.flush)
+        with metrics.FLUSH_SECONDS.time():
+            await app.loop.run_in_executor(None, output.flush)
+            stage.persist()
+            await app.loop.run_in_executor(None, output.flush)
 
     @app.agent(keyed, name="journeys")
     async def journeys(stream: faust.StreamT[bytes]) -> None:
@@ -70,8 +74,13 @@ def create_app(
                 if message.partition not in stage.partitions:
                     states = await app.loop.run_in_executor(None, restore, message.partition)
                     stage.install(message.partition, states)
-                stage.process(message.partition, message.value)
+                stage.process(message.partition, message.value, message.offset)
                 await flush_then_persist()
+                highwater = app.consumer.highwater(message.tp)
+                if highwater is not None:
+                    lag = max(0, highwater - message.offset - 1)
+                    metrics.CONSUMER_LAG.labels("journeys", message.topic,
+                                                str(message.partition)).set(lag)  # fmt: skip
             except Exception:
                 die("the journey stage failed")
 
@@ -112,7 +121,11 @@ def die(what: str) -> NoReturn:
     os._exit(70)
 
 
-def run_worker(app: faust.App, loglevel: str) -> None:
-    """Run the faust worker in this process until SIGTERM/SIGINT (blocks)."""
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+def run_worker(app: faust.App, logging_config: dict[str, Any]) -> None:
+    """Run the faust worker in this process until SIGTERM/SIGINT (blocks). On SIGTERM faust
+    stops the agent after the batch in hand (whose output is flushed before it is
+    acknowledged) and commits what was acknowledged."""
+    level = logging_config["root"]["level"]
+    worker = faust.Worker(app, loglevel=level, logging_config=logging_config, quiet=True,
+                          redirect_stdouts=False)  # fmt: skip
     worker.execute_from_commandline()

@@ -19,6 +19,7 @@ from cxpulse.streams.ingest import Source, encode_batch, route
 from cxpulse.streams.producer import JsonProducer
 
 log = logging.getLogger(__name__)
+LAG_EVERY_S = 5.0
 
 
 class IngestStage:
@@ -33,17 +34,37 @@ class IngestStage:
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "fetch.max.bytes": 32 * 1024 * 1024,
+                # As the journey agent: a dead worker's partitions move on after 10 s.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
                 "logger": logging.getLogger("librdkafka"),
             }
         )
         self.consumer.subscribe([t.name for t in topics.INPUT_TOPICS])
 
     def run(self, stop: threading.Event) -> None:
+        """Until `stop`; the batch in hand is finished (produced, flushed, committed) first."""
+        next_lag = 0.0
         try:
             while not stop.is_set():
                 self.poll_once()
+                if time.monotonic() >= next_lag:
+                    self.report_lag()
+                    next_lag = time.monotonic() + LAG_EVERY_S
         finally:
             self.consumer.close()
+
+    def report_lag(self) -> None:
+        """Consumer lag of the assigned input partitions (for the worker's /metrics)."""
+        for tp in self.consumer.assignment():
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
+                (position,) = self.consumer.position([tp])
+            except KafkaException as exc:
+                log.debug("lag of %s unknown: %s", tp, exc)
+                continue
+            behind = high - position.offset if position.offset >= 0 else high
+            metrics.CONSUMER_LAG.labels("ingest", tp.topic, str(tp.partition)).set(max(0, behind))
 
     def poll_once(self, timeout_s: float = 0.2) -> int:
         messages = self.consumer.consume(10_000, timeout=timeout_s)

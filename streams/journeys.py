@@ -116,7 +116,9 @@ def _first_match(
             continue
         if deadline is not None and at > deadline:
             return None
-        if step.matches(type_name(type(event)), _data(event), event.attrs):
+        name = type_name(type(event))
+        # Build the data dict only for events of the step's type (most events are not).
+        if name == step.type and step.matches(name, _data(event), event.attrs):
             return at
     return None
 

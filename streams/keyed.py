@@ -31,10 +31,13 @@ from cxpulse.streams.snapshots import Emitted
 
 RETENTION_MS = 7 * 24 * 3600 * 1000
 MAX_EVENTS_PER_KEY = 20_000
+#: Dead-letter reason of a message on an internal topic that cxpulse did not write: it cannot be
+#: processed, and stopping on it would stall its partition for good.
+CORRUPT_INTERNAL = "corrupt_internal"
 KEYED_RETENTION_MS = 7 * 24 * 3600 * 1000  # retention of cx.keyed.v1 (streams/topics.py)
 
 
-class KeyState(msgspec.Struct):
+class KeyState(msgspec.Struct, gc=False):
     """What the stage remembers about one journey key (also its wire format in the state topic)."""
 
     events: dict[str, Event] = {}
@@ -95,7 +98,14 @@ def apply(
     """Add a batch of keyed records to the states of their keys."""
     out = Outcome()
     for record in records:
-        event = decode_trusted(bytes(record.event))
+        try:
+            event = decode_trusted(bytes(record.event))
+        except msgspec.DecodeError as exc:  # written to the internal topic by someone else
+            source = Source(record.topic, record.partition, record.offset)
+            rejection = Rejection(CORRUPT_INTERNAL, f"keyed record: {exc}")
+            letter = dead_letter(rejection, bytes(record.event), source, record.received_ms)
+            out.dead_letters.append((rejection.reason, letter))
+            continue
         state = states.get(record.key)
         if state is None:
             state = states[record.key] = KeyState(events={}, links={}, emitted={})

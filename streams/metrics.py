@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_CONSUMED = Counter(
     "cxpulse_ingest_messages_total", "Messages consumed from the input topics."
@@ -17,6 +17,30 @@ DEAD_LETTERS = Counter(
     "cxpulse_dead_letters_total", "Messages sent to the dead-letter topic.", ["stage", "reason"]
 )
 KEYS = Gauge("cxpulse_journey_keys", "Journey keys held in memory by this worker.")
+OPEN_JOURNEYS = Gauge("cxpulse_open_journeys", "Journeys not closed yet, held by this worker.")
+EVENT_LAG = Gauge(
+    "cxpulse_watermark_lag_seconds",
+    "Wall clock minus the newest event time this worker processed (how far behind it runs).",
+)
+CONSUMER_LAG = Gauge(
+    "cxpulse_consumer_lag_messages",
+    "Messages in a partition not yet consumed by this worker (high watermark - position).",
+    ["stage", "topic", "partition"],
+)
+FLUSH_SECONDS = Histogram(
+    "cxpulse_flush_seconds",
+    "Time to get a batch's rows and states acknowledged by Kafka before acknowledging the input.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+ALERT_EVALUATIONS = Counter("cxpulse_alert_evaluations_total", "Alert evaluations made.")
+ALERT_CHANGES = Counter(
+    "cxpulse_alert_changes_total", "Alerts that became firing or resolved.", ["rule", "change"]
+)
+NOTIFICATIONS = Counter(
+    "cxpulse_notifications_total",
+    "Alert notifications by destination and result (delivered, retried, failed, dropped).",
+    ["destination", "result"],
+)
 
 
 def serve(port: int) -> int:

@@ -26,7 +26,7 @@ JOURNEY_FUNNELS = "journey_funnels"
 CONTACTS = "contacts"
 
 
-class Emitted(msgspec.Struct, array_like=True):
+class Emitted(msgspec.Struct, array_like=True, gc=False):
     """What was last sent for one row identity (kept in the key's state)."""
 
     table: str

@@ -15,15 +15,24 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from cxpulse.schemas.events import ContactEvent
-from cxpulse.schemas.validate import event_time_ms
+from cxpulse.schemas.validate import Rejection, event_time_ms
 from cxpulse.sinks.store import ch_time
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import Contact, ShiftTable, build_contacts, default_shifts
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.ingest import decode_batch
+from cxpulse.streams.ingest import Source, dead_letter, decode_batch
 from cxpulse.streams.journeys import GAP_MS, Journey, build_journeys
-from cxpulse.streams.keyed import KeyState, apply, encode_state, expired_keys, horizon_ms
+from cxpulse.streams.keyed import (
+    CORRUPT_INTERNAL,
+    KeyState,
+    apply,
+    encode_state,
+    expired_keys,
+    horizon_ms,
+)
 from cxpulse.streams.snapshots import (
     CONTACTS,
     JOURNEY_FUNNELS,
@@ -67,6 +76,8 @@ class JourneyStage:
         self.newest_ms: dict[int, int] = {}  # partition -> newest event time processed
         self.max_event_ms = 0
         self.dirty: set[tuple[int, str]] = set()  # (partition, key) whose state must be sent
+        self.open: dict[int, dict[str, int]] = {}  # partition -> key -> journeys not closed
+        self.open_total = 0  # the sum of self.open, kept as it changes (summing is O(keys))
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -96,19 +107,34 @@ class JourneyStage:
         for partition in partitions:
             self.partitions.pop(partition, None)
             self.due.pop(partition, None)
+            self.open_total -= sum(self.open.pop(partition, {}).values())
         metrics.KEYS.set(self.key_count())
+        metrics.OPEN_JOURNEYS.set(self.open_journeys())
 
     def key_count(self) -> int:
         return sum(len(states) for states in self.partitions.values())
+
+    def open_journeys(self) -> int:
+        return self.open_total
 
     def watermark_ms(self) -> int:
         return max(self.max_event_ms, self.clock()) - ALLOWED_LATENESS_MS
 
     # -- work -----------------------------------------------------------------------------------
 
-    def process(self, partition: int, value: bytes) -> None:
+    def process(self, partition: int, value: bytes | None, offset: int = -1) -> None:
         states = self.states(partition)
-        records = decode_batch(value)
+        try:
+            if value is None:  # a message without a value: cxpulse never writes one here
+                raise msgspec.DecodeError("keyed message without a value")
+            records = decode_batch(value)
+        except msgspec.DecodeError as exc:
+            rejection = Rejection(CORRUPT_INTERNAL, f"keyed batch: {exc}")
+            source = Source(topics.KEYED.name, partition, offset)
+            letter = dead_letter(rejection, value or b"", source, self.clock())
+            self.output.send(topics.DLQ.name, None, letter)
+            metrics.DEAD_LETTERS.labels("journeys", CORRUPT_INTERNAL).inc()
+            return
         outcome = apply(states, records)
         for key in outcome.changed:
             newest = states[key].newest_ms
@@ -128,6 +154,8 @@ class JourneyStage:
         self._freshness(partition, watermark)
         if outcome.changed:
             metrics.KEYS.set(self.key_count())
+            metrics.OPEN_JOURNEYS.set(self.open_journeys())
+            metrics.EVENT_LAG.set(max(0.0, (self.clock() - self.max_event_ms) / 1000))
 
     def tick(self) -> int:
         """Re-emit keys whose open journeys the watermark has closed; forget expired keys."""
@@ -145,7 +173,9 @@ class JourneyStage:
                 refreshed += 1
             for key in list(expired_keys(states, self.clock())):
                 del states[key]
+                self.open_total -= self.open.get(partition, {}).pop(key, 0)
                 self.output.send(topics.STATE.name, key, None, partition)
+        metrics.OPEN_JOURNEYS.set(self.open_journeys())
         return refreshed
 
     # -- internals ------------------------------------------------------------------------------
@@ -167,6 +197,10 @@ class JourneyStage:
             self.output.send(TABLE_TOPICS[table], key, row)
         self._prune(state, journeys, contacts, self.clock())
         due = [j.last_activity_ms + GAP_MS for j in journeys if not j.closed(watermark)]
+        counts = self.open.setdefault(partition, {})
+        self.open_total += len(due) - counts.pop(key, 0)
+        if due:
+            counts[key] = len(due)
         due += [d for c in contacts if (d := c.next_due_ms(watermark)) is not None]
         state.next_due_ms = min(due, default=0)
         if state.next_due_ms:

@@ -41,6 +41,8 @@ STORE_JOURNEYS = TopicSpec("cx.store.journeys.v1", {"retention.ms": str(7 * DAY_
 STORE_JOURNEY_FUNNELS = TopicSpec("cx.store.journey_funnels.v1", {"retention.ms": str(7 * DAY_MS)})
 STORE_CONTACTS = TopicSpec("cx.store.contacts.v1", {"retention.ms": str(7 * DAY_MS)})
 STORE_FRESHNESS = TopicSpec("cx.store.freshness.v1", {"retention.ms": str(DAY_MS)})
+# Alert changes (firing, resolved) for downstream consumers, keyed by alert id.
+ALERTS = TopicSpec("cx.alerts.v1", {"retention.ms": str(30 * DAY_MS)})
 
 INPUT_TOPICS = (PORTAL, CONTACT)
 # Store topic -> the ClickHouse table its rows go to.
@@ -54,6 +56,7 @@ STORE_TABLES: dict[str, str] = {
 ALL_TOPICS = (
     PORTAL, CONTACT, DLQ, KEYED, STATE,
     STORE_EVENTS_RAW, STORE_JOURNEYS, STORE_JOURNEY_FUNNELS, STORE_CONTACTS, STORE_FRESHNESS,
+    ALERTS,
 )  # fmt: skip
 
 

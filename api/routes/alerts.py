@@ -8,36 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from cxpulse.api.deps import Context, iso_time, parse_time_ms
+from cxpulse.api.deps import Context, parse_time_ms
 from cxpulse.api.problems import Problem
 from cxpulse.deploy.durations import parse_duration_ms
-from cxpulse.sinks import alerts as alert_writes
+from cxpulse.sinks import alerts as alert_rows
 from cxpulse.sinks import queries
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 MAX_SILENCE_MS = 30 * 86_400_000
-
-
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else iso_time(int(ms))
-
-
-def _shape(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "rule": row["rule"],
-        "state": row["state"],
-        "funnel": row["funnel"] or None,
-        "step": row["step"] or None,
-        "segment": row["segment"] or None,
-        "current_rate": row["current_rate"],
-        "baseline_rate": row["baseline_rate"],
-        "window_journeys": row["window_journeys"],
-        "z": row["z"],
-        "started_at": _iso(row["started_ms"]),
-        "resolved_at": _iso(row["resolved_ms"]),
-        "silenced_until": _iso(row["silenced_ms"]),
-    }
 
 
 @router.get("", summary="Current alerts (firing and resolved), newest first")
@@ -58,7 +36,7 @@ def list_alerts(
     start_ms = parse_time_ms(start, "start") if start else None
     end_ms = parse_time_ms(end, "end") if end else None
     rows = queries.alerts(ctx.store, state, start_ms, end_ms)
-    return {"alerts": [_shape(row) for row in rows]}
+    return {"alerts": [alert_rows.document(row) for row in rows]}
 
 
 class SilenceRequest(BaseModel):
@@ -89,7 +67,7 @@ def silence(
     current = queries.alert(ctx.store, alert_id)
     if current is None:
         raise Problem(404, "Not found", f"no alert {alert_id!r}")
-    alert_writes.silence(ctx.store, current, until_ms, now_ms)
+    alert_rows.silence(ctx.store, current, until_ms, now_ms)
     updated = queries.alert(ctx.store, alert_id)
     assert updated is not None
-    return _shape(updated)
+    return alert_rows.document(updated)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s, series
+from cxpulse.api.deps import Context, Range, figures, interval_s, series
 from cxpulse.sinks import queries
 
 router = APIRouter(prefix="/v1/contact-center", tags=["contact center"])
 
 
-@router.get("/kpis", summary="Contact-center KPIs of contacts started in the range")
-def kpis(
+@router.get(
+    "/kpis",
+    summary="Contact-center KPIs of contacts started in the range",
+    response_model=dict[str, Any],
+)
+async def kpis(
     ctx: Context,
     window: Range,
     queue: Annotated[str | None, Query()] = None,
@@ -21,7 +25,7 @@ def kpis(
     channel: Annotated[str | None, Query(description="voice, chat or email")] = None,
     shift: Annotated[str | None, Query(description="A shift of CXPULSE_SHIFTS")] = None,
     interval: Annotated[str | None, Query(description="Also a series: 1m, 15m, 1h, 1d")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """FCR and IVR containment are provisional until their follow-up windows (7 d, 24 h) have
     passed for every counted contact: `fcr_final` / `ivr_final` say whether they have."""
     filters = {
@@ -30,15 +34,15 @@ def kpis(
         if v is not None
     }
     seconds = interval_s(ctx, window, interval)
-    [overall] = queries.contact_kpis(ctx.store, window.start_ms, window.end_ms, filters)
-    result: dict[str, Any] = {
-        "start": window.start,
-        "end": window.end,
-        **overall,
-        "freshness_seconds": freshness_seconds(ctx),
-    }
-    if seconds is not None:
-        result["series"] = series(
-            queries.contact_kpis(ctx.store, window.start_ms, window.end_ms, filters, seconds)
-        )
-    return result
+
+    def compute() -> dict[str, Any]:
+        [overall] = queries.contact_kpis(ctx.store, window.start_ms, window.end_ms, filters)
+        result: dict[str, Any] = {"start": window.start, "end": window.end, **overall}
+        if seconds is not None:
+            result["series"] = series(
+                queries.contact_kpis(ctx.store, window.start_ms, window.end_ms, filters, seconds)
+            )
+        return result
+
+    key = ("kpis", window.start_ms, window.end_ms, seconds, tuple(sorted(filters.items())))
+    return await figures(ctx, key, compute)

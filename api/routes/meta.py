@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cxpulse.api.deps import Context, freshness_seconds
+from cxpulse.api.deps import Context, lag_seconds, newest_events_ms
 from cxpulse.api.problems import Problem
 from cxpulse.sinks import queries
 from cxpulse.sinks.store import StoreError
@@ -17,28 +17,30 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/v1/freshness", summary="How old the newest stored event is, per partition")
-def freshness(ctx: Context) -> dict[str, Any]:
+async def freshness(ctx: Context) -> dict[str, Any]:
     now = time.time()
+    newest = await newest_events_ms(ctx)
     partitions = [
         {
             "partition": p["partition"],
             "newest_event_at_ms": p["newest_ms"],
             "lag_seconds": round(now - p["newest_ms"] / 1000, 3),
         }
-        for p in queries.freshness(ctx.store)
+        for p in newest
     ]
-    return {"partitions": partitions, "freshness_seconds": freshness_seconds(ctx)}
+    return {"partitions": partitions, "freshness_seconds": lag_seconds(newest)}
 
 
 @router.get("/healthz", summary="The process is up (no auth)")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="The store answers and the data is fresh (no auth)")
 def readyz(ctx: Context) -> dict[str, Any]:
+    """Asks the store itself, never the cache: readiness means the store answers now."""
     try:
-        lag = freshness_seconds(ctx)
+        lag = lag_seconds(queries.freshness(ctx.store))
     except StoreError as exc:
         raise Problem(503, "Not ready", f"the store does not answer: {exc}") from None
     limit = ctx.settings.api_ready_lag_seconds
@@ -48,5 +50,5 @@ def readyz(ctx: Context) -> dict[str, Any]:
 
 
 @router.get("/metrics", summary="Prometheus metrics (no auth)", response_class=Response)
-def metrics() -> Response:
+async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

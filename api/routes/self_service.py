@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from cxpulse.api.deps import Context, Range, freshness_seconds, interval_s, series
+from cxpulse.api.deps import Context, Range, figures, interval_s, series
 from cxpulse.sinks import queries
 
 router = APIRouter(prefix="/v1/self-service", tags=["self-service"])
 _RESERVED = {"start", "end", "interval"}
 
 
-@router.get("/containment", summary="Self-service containment and cost to serve")
-def containment(
+@router.get(
+    "/containment",
+    summary="Self-service containment and cost to serve",
+    response_model=dict[str, Any],
+)
+async def containment(
     ctx: Context,
     window: Range,
     request: Request,
     interval: Annotated[str | None, Query(description="Also a series: 1m, 15m, 1h, 1d")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Over portal journeys started in the range; extra query parameters filter by segment.
     Rates, costs and TTR count closed journeys; `currency` is CXPULSE_CURRENCY."""
     segment = {k: v for k, v in request.query_params.items() if k not in _RESERVED}
@@ -28,19 +32,24 @@ def containment(
         "assisted_cost": ctx.settings.assisted_cost,
         "self_service_cost": ctx.settings.self_service_cost,
     }
-    [overall] = queries.containment(
-        ctx.store, window.start_ms, window.end_ms, filters=segment, **costs
-    )
-    result: dict[str, Any] = {
-        "start": window.start,
-        "end": window.end,
-        **overall,
-        "currency": ctx.settings.currency,
-        "freshness_seconds": freshness_seconds(ctx),
-    }
-    if seconds is not None:
-        points = queries.containment(
-            ctx.store, window.start_ms, window.end_ms, filters=segment, interval_s=seconds, **costs
+
+    def compute() -> dict[str, Any]:
+        [overall] = queries.containment(
+            ctx.store, window.start_ms, window.end_ms, filters=segment, **costs
         )
-        result["series"] = series(points)
-    return result
+        result: dict[str, Any] = {
+            "start": window.start,
+            "end": window.end,
+            **overall,
+            "currency": ctx.settings.currency,
+        }
+        if seconds is not None:
+            points = queries.containment(
+                ctx.store, window.start_ms, window.end_ms, filters=segment, interval_s=seconds,
+                **costs,
+            )  # fmt: skip
+            result["series"] = series(points)
+        return result
+
+    key = ("containment", window.start_ms, window.end_ms, seconds, tuple(sorted(segment.items())))
+    return await figures(ctx, key, compute)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from cxpulse.api.app import create_api
 from cxpulse.api.auth import ApiKeys, hash_key
+from cxpulse.api.cache import ResultCache
 from cxpulse.deploy.settings import Settings
 from cxpulse.sinks import queries
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.store import ChdbStore
+from cxpulse.sinks.store import ChdbStore, Row, Store
 from cxpulse.streams.funnels import load_funnels
 from tests.streams.test_stage import _run, _traffic
 from tests.support.rows import insert_sent_rows
@@ -151,6 +156,64 @@ def test_etag_and_gzip(client: TestClient) -> None:
     assert big.headers.get("content-encoding") == "gzip"
 
 
+class CountingStore(Store):
+    """A store that counts the funnel queries it is asked (from any thread)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.backend, self.database = inner, inner.backend, inner.database
+        self.funnel_queries = 0
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self.inner.execute(sql, params)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        if "journey_funnels" in sql:
+            with self._lock:
+                self.funnel_queries += 1
+        return self.inner.query(sql, params)
+
+    def insert(self, table: str, rows: Iterable[Row]) -> int:
+        return self.inner.insert(table, rows)
+
+
+@pytest.mark.parametrize("cache_seconds", [2.0, 0.0])
+def test_identical_requests_share_one_query_unless_the_cache_is_off(
+    store: ChdbStore, cache_seconds: float
+) -> None:
+    """Concurrent requests for the same figures (filters in any order) cost one store query."""
+    counting = CountingStore(store)
+    settings = Settings(
+        data_dir=Path("var"), api_max_range_days=40, api_cache_seconds=cache_seconds
+    )
+    app = create_api(counting, load_funnels(), settings, ApiKeys.parse(KEY))
+    # A clock that stands still: every age is decided, whatever the machine's speed.
+    app.state.context = dataclasses.replace(
+        app.state.context, cache=ResultCache(cache_seconds, clock=lambda: 0.0)
+    )
+    path, window, n = "/v1/funnels/self_service/summary", {"start": START, "end": END}, 12
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=AUTH) as c:
+            same = [c.get(path, params=window) for _ in range(n)]
+            # the same filters in another order are the same figures; another segment is not
+            other = [c.get(path, params={**window, "tier": "business", "device": "mobile"}),
+                     c.get(path, params={"device": "mobile", "tier": "business", **window}),
+                     c.get(path, params={**window, "device": "mobile"})]  # fmt: skip
+            return await asyncio.gather(*same, *other)
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * (n + 3)
+    assert len({r.headers["etag"] for r in responses[:n]}) == 1
+    assert responses[n].headers["etag"] == responses[n + 1].headers["etag"]
+    assert len({r.headers["etag"] for r in responses}) == 3
+    bodies = [{k: v for k, v in r.json().items() if k != "freshness_seconds"} for r in responses]
+    assert all(body == bodies[0] for body in bodies[:n])
+    assert all(isinstance(r.json()["freshness_seconds"], float) for r in responses)
+    assert counting.funnel_queries == (3 if cache_seconds else n + 3)
+
+
 def test_readyz_reports_stale_data(client: TestClient) -> None:
     response = client.get("/readyz")  # the simulated history ended days ago: not fresh
     assert response.status_code == 503
@@ -174,7 +237,16 @@ def test_watch_renders_the_live_view_from_the_api(client: TestClient) -> None:
     assert f"self_service: {data['summary']['journeys']} journeys, last 3d" in text
     assert "troubleshoot" in text
     assert "service level" in text
+    assert "no alert firing" in text
     assert "data as of" in text
+    firing = {"id": "x", "rule": "dropoff_rising", "funnel": "self_service", "step": "diagnose",
+              "segment": {"device": "mobile"}, "current_rate": 0.5, "baseline_rate": 0.25,
+              "started_at": "2026-11-23T10:00:00+00:00", "silenced_until": None}  # fmt: skip
+    console.print(render({**data, "alerts": [firing]}, "3d"))
+    assert (
+        "dropoff_rising at self_service diagnose (device=mobile):  50.0 % vs  25.0 %, since "
+        "2026-11-23T10:00:00+00:00" in console.export_text()
+    )
 
 
 def test_alerts_list_and_silence(client: TestClient, store: ChdbStore) -> None:

@@ -5,21 +5,34 @@ from __future__ import annotations
 import pytest
 
 from cxpulse.streams.alerting import (
+    ABANDONMENT,
+    DROPOFF,
+    SERVICE_LEVEL,
     AlertState,
+    Observation,
     Thresholds,
     Verdict,
     alert_id,
+    contact_observations,
+    critical_z,
+    dropoff_observations,
+    evaluate,
     judge,
     step,
+    tau_ms,
     two_proportion_z,
 )
 
 
 def test_two_proportion_z_by_hand() -> None:
     # p1 = 0.3 (30/100), p2 = 0.2 (200/1000); pooled 230/1100 = 0.2090909;
-    # se = sqrt(0.2090909 * 0.7909091 * (1/100 + 1/1000)) = 0.0426508; z = 0.1 / se = 2.34462
-    assert two_proportion_z(30, 100, 200, 1000) == pytest.approx(2.34462, abs=1e-4)
+    # se = sqrt(0.2090909 * 0.7909091 * (1/100 + 1/1000)) = 0.0426508; continuity correction
+    # 0.5 * (1/100 + 1/1000) = 0.0055; z = (0.1 - 0.0055) / se = 2.21567
+    assert two_proportion_z(30, 100, 200, 1000) == pytest.approx(2.21567, abs=1e-4)
+    # Falls: pooled 210/1100, se 0.0412190, z = -(0.1 - 0.0055) / se = -2.29257
+    assert two_proportion_z(10, 100, 200, 1000) == pytest.approx(-2.29257, abs=1e-4)
     assert two_proportion_z(20, 100, 200, 1000) == pytest.approx(0.0)
+    assert two_proportion_z(21, 100, 20, 100) == pytest.approx(0.0)  # within the correction
     assert two_proportion_z(0, 100, 0, 1000) is None  # no variance: no test
     assert two_proportion_z(1, 0, 1, 10) is None
 
@@ -31,12 +44,12 @@ def test_volume_significance_and_size_all_required() -> None:
     rising = judge(1200, 2000, 10_000, 20_000)
     assert rising.breach
     assert (rising.current_rate, rising.baseline_rate) == (0.6, 0.5)
-    assert rising.z == pytest.approx(8.53, abs=0.01)
+    assert rising.z == pytest.approx(8.51, abs=0.01)
     # +18 % (0.59 vs 0.5): significant but not material.
     assert not judge(1180, 2000, 10_000, 20_000).breach
-    # +40 % on small numbers (0.7 vs 0.5 over 30): material but z = 2.2 < 3.
+    # +40 % on small numbers (0.7 vs 0.5 over 30): material but z = 2.0 < 3.
     small = judge(21, 30, 5000, 10_000)
-    assert small.z == pytest.approx(2.19, abs=0.01)
+    assert small.z == pytest.approx(2.01, abs=0.01)
     assert not small.breach
 
 
@@ -47,10 +60,12 @@ CLEAN = Verdict(False, 0.5, 0.5, 0.0, 100)
 def _run(
     verdicts: list[Verdict], silenced_until: int | None = None
 ) -> list[tuple[str, str | None]]:
-    alert = AlertState(silenced_until_ms=silenced_until)
+    alert = AlertState()
     out = []
     for minute, verdict in enumerate(verdicts):
-        moved = step(alert, verdict, now_ms=minute * 60_000, t=Thresholds())
+        silenced = silenced_until is not None and minute * 60_000 < silenced_until
+        moved = step(alert, verdict, now_ms=minute * 60_000, t=Thresholds(), silenced=silenced)
+        assert moved.notify in (None, moved.changed)
         alert = moved.state
         out.append((alert.state, moved.notify))
     return out
@@ -80,6 +95,17 @@ def test_silence_suppresses_notifications_until_it_expires() -> None:
     states = _run([BREACH, BREACH, BREACH, CLEAN, CLEAN, CLEAN], silenced_until=3 * 60_000)
     assert states[1] == ("firing", None)
     assert states[4] == ("resolved", "resolved")
+    # The change itself is still recorded while silenced (for the alerts topic and table).
+    fired = step(AlertState(state="pending", breaches=1), BREACH, 60_000, silenced=True)
+    assert (fired.state.state, fired.changed, fired.notify) == ("firing", "firing", None)
+
+
+def test_tau_is_the_p90_in_whole_seconds_capped() -> None:
+    assert tau_ms(83_781, 600_000) == 84_000
+    assert tau_ms(84_000, 600_000) == 84_000
+    assert tau_ms(0, 600_000) == 1_000  # never 0: a step reached at once still gets a second
+    assert tau_ms(900_000, 600_000) == 600_000
+    assert tau_ms(None, 600_000) == 600_000
 
 
 def test_alert_ids_are_stable_per_rule_step_and_segment() -> None:
@@ -87,3 +113,79 @@ def test_alert_ids_are_stable_per_rule_step_and_segment() -> None:
     b = alert_id("dropoff_rising", "self_service", "troubleshoot", {"device": "m", "tier": "b"})
     assert a == b == "dropoff_rising/self_service/troubleshoot/device=m/tier=b"
     assert alert_id("service_level", None, None, {}) == "service_level/-/-"
+
+
+def test_critical_z_keeps_one_tests_false_alarm_rate_for_the_whole_evaluation() -> None:
+    assert critical_z(3.0, 1) == 3.0
+    # alpha = 1 - Phi(3) = 0.0013499; / 100 tests -> Phi^-1(1 - 1.3499e-5) = 4.1981
+    assert critical_z(3.0, 100) == pytest.approx(4.1981, abs=1e-3)
+    assert critical_z(3.0, 100) > critical_z(3.0, 10) > 3.0
+
+
+def _obs(
+    step_name: str, segment: dict[str, str], hits: int, n: int, gate: bool = True
+) -> Observation:
+    return Observation(DROPOFF, "self_service", step_name, segment, hits, n, 3000, 10_000, gate)
+
+
+def test_evaluate_raises_the_bar_with_the_number_of_tests() -> None:
+    # 0.40 vs 0.30 over 400: z = 4.21 (with continuity correction): a breach alone...
+    alone = [_obs("diagnose", {}, 160, 400)]
+    states: dict[str, AlertState] = {}
+    assert evaluate(alone, states, 0, Thresholds(fire_after=1), set())[0].verdict.breach
+    # ... but not among 200 tests (critical z 4.35); tests below the volume floor do not count.
+    crowd = alone + [_obs(f"s{i}", {}, 90, 300) for i in range(199)]
+    crowd += [_obs(f"t{i}", {}, 1, 10) for i in range(1000)]
+    outcomes = evaluate(crowd, {}, 0, Thresholds(fire_after=1), set())
+    assert outcomes == []  # nothing pending or firing
+
+
+def test_evaluate_keeps_only_live_alerts_and_resolves_those_without_data() -> None:
+    t = Thresholds(fire_after=1, resolve_after=2)
+    states: dict[str, AlertState] = {}
+    rising = _obs("diagnose", {"device": "mobile"}, 200, 400)
+    first = evaluate([rising, _obs("diagnose", {}, 300, 1000)], states, 1_000, t, set())
+    assert [(o.id, o.transition.changed) for o in first] == [(rising.id, "firing")]
+    assert set(states) == {rising.id}
+    # The segment has no data at all for two evaluations: clean twice, so it resolves.
+    assert [o.transition.changed for o in evaluate([], states, 2_000, t, set())] == [None]
+    last = evaluate([], states, 3_000, t, set())
+    assert [(o.id, o.transition.changed, o.transition.state.resolved_ms) for o in last] == [
+        (rising.id, "resolved", 3_000)
+    ]
+    assert states == {}
+
+
+def test_a_silenced_alert_changes_state_without_notifying() -> None:
+    rising = _obs("diagnose", {}, 200, 400)
+    (outcome,) = evaluate([rising], {}, 0, Thresholds(fire_after=1), {rising.id})
+    assert (outcome.transition.changed, outcome.transition.notify) == ("firing", None)
+
+
+def test_gated_observations_never_breach() -> None:
+    t = Thresholds(fire_after=1)
+    assert evaluate([_obs("diagnose", {}, 200, 400, gate=False)], {}, 0, t, set()) == []
+    assert evaluate([_obs("diagnose", {}, 200, 400, gate=True)], {}, 0, t, set()) != []
+
+
+def test_contact_rows_become_service_level_and_abandonment_observations() -> None:
+    row = {"attr": "queue", "value": "billing", "window_sl_n": 100, "window_sl_misses": 30,
+           "base_sl_n": 1000, "base_sl_misses": 150, "window_queued": 120,
+           "window_abandoned": 12, "base_queued": 1200, "base_abandoned": 60}  # fmt: skip
+    sl, abandon = contact_observations([row], sl_target=0.8)
+    assert (sl.rule, sl.segment, sl.window_hits, sl.window_n, sl.base_hits, sl.base_n, sl.gate) == (
+        SERVICE_LEVEL, {"queue": "billing"}, 30, 100, 150, 1000, True)  # fmt: skip
+    assert sl.id == "service_level_breach/-/-/queue=billing"
+    assert (abandon.rule, abandon.window_hits, abandon.window_n) == (ABANDONMENT, 12, 120)
+    # Service level 0.85 is above its 0.8 target: no breach, however it moved.
+    (fine, _) = contact_observations(
+        [{**row, "attr": "", "value": "", "window_sl_misses": 15}], 0.8
+    )
+    assert (fine.segment, fine.gate) == ({}, False)
+
+
+def test_dropoff_rows_name_their_step() -> None:
+    rows = [{"k": 2, "attr": "", "value": "", "window_hits": 5, "window_n": 50,
+             "base_hits": 100, "base_n": 1000}]  # fmt: skip
+    (obs,) = dropoff_observations("self_service", ["a", "b", "c"], rows)
+    assert (obs.step, obs.segment, obs.id) == ("c", {}, "dropoff_rising/self_service/c")

@@ -3,11 +3,13 @@ and compared with the independent ground truth; any order and duplicates give th
 
 from __future__ import annotations
 
+import base64
 import functools
 import random
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -342,3 +344,26 @@ def test_a_second_restore_never_replaces_live_state() -> None:
                          session_id="s", data={"entry": "x"})], NOW_MS)  # fmt: skip
     stage.install(0, {})  # a racing restore that read the state topic before r1 was persisted
     assert list(stage.partitions[0]) == ["c"]
+
+
+def test_corrupt_internal_messages_are_dead_lettered_and_the_partition_goes_on() -> None:
+    """Garbage on the keyed topic (a batch that is not one, or a record whose event is not an
+    event) must not stop the stage: stopping would stall the partition on every restart."""
+    import orjson
+
+    from cxpulse.streams.ingest import KeyedRecord
+
+    out = Collector()
+    stage = JourneyStage(out, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    stage.process(0, b"\x00 not a batch", offset=41)
+    bad = KeyedRecord("c", msgspec.Raw(b'{"type": "nonsense"}'), "cx.portal.v1", 0, 7, NOW_MS)
+    stage.process(0, msgspec.json.encode([bad]), offset=42)
+    _feed(stage, [_event("p1", NOW_MS - HOUR, "portal.session_started", customer_id="c",
+                         session_id="s", data={"entry": "x"})], NOW_MS)  # fmt: skip
+    letters = [orjson.loads(v) for t, _k, v, _p in out.messages if t == topics.DLQ.name]
+    assert [(d["reason"], d["source_topic"], d["source_offset"]) for d in letters] == [
+        ("corrupt_internal", topics.KEYED.name, 41),
+        ("corrupt_internal", "cx.portal.v1", 7),
+    ]
+    assert base64.b64decode(letters[0]["original_b64"]) == b"\x00 not a batch"
+    assert any(t == topics.STORE_JOURNEYS.name for t, *_ in out.messages)  # p1 went through

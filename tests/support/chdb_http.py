@@ -4,12 +4,18 @@ No ClickHouse server can run on the development machines, but clickhouse-connect
 ClickHouse's HTTP protocol: this server accepts it (query in the URL or body, data in the body,
 `param_*` bindings, settings, compressed bodies) and executes every statement in chdb, so the
 `ServerStore` code path is exercised against the same engine without a mock of its answers.
+
+Fault tests make it fail at the protocol level: `fail()` answers every request with HTTP 500 and a
+ClickHouse exception, `go_down()` closes the listening socket (connections are refused) while the
+database stays open, and `recover()` / `come_back()` undo that on the same port.
 """
 
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +49,8 @@ class ChdbHttpServer(ThreadingHTTPServer):
         self.session = session.Session(str(path))
         self.lock = threading.Lock()
         self.requests: list[str] = []
+        self.failing = False
+        self.refused: list[float] = []  # when (monotonic) each request was refused while failing
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
@@ -54,9 +62,30 @@ class ChdbHttpServer(ThreadingHTTPServer):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.shutdown()
+        if self._thread.is_alive():
+            self.shutdown()
         self.server_close()
         self.session.close()
+
+    def fail(self) -> None:
+        """Answer every request with HTTP 500 and a ClickHouse exception until `recover()`."""
+        self.failing = True
+
+    def recover(self) -> None:
+        self.failing = False
+
+    def go_down(self) -> None:
+        """Stop listening: clients get "connection refused" until `come_back()`."""
+        self.shutdown()
+        self.socket.close()
+
+    def come_back(self) -> None:
+        """Listen again on the same port, with the same database."""
+        self.socket = socket.socket(self.address_family, self.socket_type)
+        self.server_bind()  # the port chosen at the first bind (allow_reuse_address is set)
+        self.server_activate()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -91,6 +120,10 @@ class _Handler(BaseHTTPRequestHandler):
         fmt = params.get("default_format", "TabSeparated")
         server = self.server
         server.requests.append(query)
+        if server.failing:
+            server.refused.append(time.monotonic())
+            self._error(b"Code: 202. DB::Exception: Too many simultaneous queries. (outage)")
+            return
         try:
             with server.lock:
                 if "database" in params:
@@ -100,15 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
                 result = server.session.query(query, fmt, params=bindings or None)
             payload = bytes(result.bytes()) if result is not None else b""
         except Exception as exc:
-            message = str(exc).encode()
-            self.send_response(500)
-            self.send_header(
-                "X-ClickHouse-Exception-Code",
-                message.split(b".")[0][6:].decode() if message.startswith(b"Code: ") else "1",
-            )
-            self.send_header("Content-Length", str(len(message)))
-            self.end_headers()
-            self.wfile.write(message)
+            self._error(str(exc).encode())
             return
         self.send_response(200)
         self.send_header("X-ClickHouse-Timezone", "UTC")
@@ -117,3 +142,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _error(self, message: bytes) -> None:
+        self.send_response(500)
+        self.send_header(
+            "X-ClickHouse-Exception-Code",
+            message.split(b".")[0][6:].decode() if message.startswith(b"Code: ") else "1",
+        )
+        self.send_header("Content-Length", str(len(message)))
+        self.end_headers()
+        self.wfile.write(message)

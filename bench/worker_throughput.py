@@ -1,0 +1,285 @@
+"""Worker throughput: a pre-filled input topic consumed into ClickHouse by ONE `cxpulse worker`
+process (target >= 50,000 events/s per process), beside the ceilings measured in the same run.
+
+Ceilings, over the same pre-filled topics: a faust agent that only decodes, one event per
+message (faust's per-message cost, design section 11), and raw aiokafka `getmany` + orjson (what
+the client library can deliver). The pipeline's sustained rate is the worker's own counter
+between 10 % and 90 % of the events; the total runs from starting the worker until the store
+writer (a thread here, as in `cxpulse up`) has stored everything. Last, the journey stage is run
+in this process without Kafka, once plain and once under cProfile, to show where a worker's
+time goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import itertools
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from bench.common import write_result
+from bench.harness import (
+    PARTITIONS,
+    broker,
+    counters,
+    cpu_seconds,
+    handled,
+    produce,
+    say,
+    worker_process,
+    writer_thread,
+)
+from cxpulse.sinks.migrate import migrate
+from cxpulse.sinks.store import ChdbStore
+from cxpulse.sinks.writer import WriterStats
+from cxpulse.streams import topics
+from cxpulse.streams.funnels import load_funnels
+from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.run import Plan
+from cxpulse.streams.stage import JourneyStage
+
+EVENTS = 300_000
+RATE = 200.0  # simulated events per second of event time: ~25 min of history ending hours ago
+TARGET = 50_000
+POLL = 10_000  # messages per ingest poll, as IngestStage consumes them
+PROFILED_EVENTS = 100_000
+TIMEOUT_S = 300
+
+
+def simulated(now_ms: int) -> list[Any]:
+    plan = Plan(SimConfig(seed=11, start_ms=now_ms - 6 * 3600 * 1000, rate=RATE), count=EVENTS)
+    return list(plan.messages())
+
+
+def getmany_rate(bootstrap: str, expected: int) -> float:
+    """Events/s of aiokafka getmany + orjson decode over the input topics, from the first batch."""
+
+    async def run() -> float:
+        names = (t.name for t in topics.INPUT_TOPICS)
+        consumer = AIOKafkaConsumer(
+            *names, bootstrap_servers=bootstrap, group_id=None,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            count, first, first_count = 0, 0.0, 0
+            while count < expected:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=POLL)
+                for messages in batches.values():
+                    for message in messages:
+                        orjson.loads(message.value)
+                    count += len(messages)
+                if not first_count and count:
+                    first, first_count = time.perf_counter(), count
+            return (count - first_count) / (time.perf_counter() - first)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def faust_rate(bootstrap: str, expected: int, datadir: Path) -> tuple[float, int]:
+    """Events/s of the decode-only faust agent (`bench.faust_decode`), in its own process, and
+    how many events it saw: until all `expected`, or no progress for 10 s."""
+    command = [sys.executable, "-m", "bench.faust_decode", bootstrap, str(datadir)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE)
+    guard = threading.Timer(TIMEOUT_S, proc.kill)  # a hung agent must not hang the benchmark
+    guard.start()
+    try:
+        assert proc.stdout is not None
+        seen: dict[str, Any] = {"events": 0}
+        since = time.monotonic()
+        for line in proc.stdout:  # faust prints a little of its own
+            if not line.startswith(b'{"events"'):
+                continue
+            report = orjson.loads(line)
+            if report["events"] > seen["events"]:
+                seen, since = report, time.monotonic()
+            if seen["events"] >= expected or (seen["events"] and time.monotonic() - since > 10):
+                return (seen["events"] - 1) / (seen["last"] - seen["first"]), seen["events"]
+        raise RuntimeError("the faust decode agent exited without a result")
+    finally:
+        guard.cancel()
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def crossing(samples: list[tuple[float, int]], level: float) -> float:
+    """When the handled count reached `level`, interpolated between two samples."""
+    for (t0, n0), (t1, n1) in itertools.pairwise(samples):
+        if n0 < level <= n1:
+            return t0 + (t1 - t0) * (level - n0) / (n1 - n0)
+    raise ValueError(f"the count never reached {level}")
+
+
+def pipeline(bootstrap: str, produced: int, tmp: Path) -> dict[str, Any]:
+    """One worker process + the writer thread until every event's rows are stored."""
+    flushes: list[tuple[float, int]] = []  # (when, rows written so far)
+
+    def on_flush(stats: WriterStats) -> None:
+        flushes.append((time.monotonic(), sum(stats.rows_written.values())))
+
+    with ChdbStore(tmp / "chdb", "cxpulse") as store:
+        migrate(store)
+        with writer_thread(store, bootstrap, on_flush):
+            started = time.monotonic()
+            cpu_before = os.times()
+            with worker_process(bootstrap, tmp / "worker") as (proc, port):
+                samples: list[tuple[float, int]] = []
+                next_report = 0.0
+                while not samples or samples[-1][1] < produced:
+                    if proc.poll() is not None or time.monotonic() - started > TIMEOUT_S:
+                        raise RuntimeError(f"the worker did not finish; see {tmp}/worker")
+                    samples.append((time.monotonic(), handled(counters(port))))
+                    if time.monotonic() >= next_report:
+                        say(f"pipeline: {samples[-1][1]:,} of {produced:,} events handled")
+                        next_report = time.monotonic() + 5
+                    time.sleep(0.2)
+                final = counters(port)
+                worker_cpu = cpu_seconds(proc.pid)
+                # Stored once the writer has had nothing new for three flush periods.
+                while not flushes or time.monotonic() - flushes[-1][0] < 3.0:
+                    time.sleep(0.2)
+            bench_cpu = sum(os.times()[:2]) - sum(cpu_before[:2])
+        stored_at = next(t for t, rows in flushes if rows == flushes[-1][1])
+        raw_rows = store.query("SELECT count() AS n FROM events_raw")[0]["n"]
+    first = next(t for t, n in samples if n > 0)
+    t10, t90 = crossing(samples, 0.1 * produced), crossing(samples, 0.9 * produced)
+    return {
+        "sustained_events_per_s": round(0.8 * produced / (t90 - t10)),
+        "startup_s": round(first - started, 2),
+        "worker_start_to_all_stored_s": round(stored_at - started, 2),
+        "first_event_to_all_stored_s": round(stored_at - first, 2),
+        "events_per_s_first_event_to_all_stored": round(produced / (stored_at - first)),
+        "accepted": int(final.get("cxpulse_events_accepted_total", 0)),
+        "events_raw_rows_stored": int(raw_rows),
+        "rows_stored": flushes[-1][1],
+        "worker_cpu_s": round(worker_cpu, 1),
+        "worker_cpu_us_per_event": round(worker_cpu / produced * 1e6, 1),
+        # Below 1 while CPU-bound on its event loop: other processes took the core meanwhile.
+        "worker_cores_busy": round(worker_cpu / (samples[-1][0] - started), 2),
+        "writer_and_bench_process_cpu_s": round(bench_cpu, 1),
+    }
+
+
+class EncodingSender:
+    """Stands in for the worker's producer: encodes rows as JsonProducer does, sends nothing."""
+
+    def send(self, topic: str, key: Any, value: Any, partition: int | None = None) -> None:
+        if value is not None and not isinstance(value, bytes):
+            orjson.dumps(value)
+
+
+def keyed_batches(raws: list[bytes], now_ms: int) -> list[tuple[int, bytes]]:
+    """The keyed batch messages the ingest stage would write for `raws`, poll by poll."""
+    out = []
+    for start in range(0, len(raws), POLL):
+        poll = [(raw, Source("cx.portal.v1", 0, start + i))
+                for i, raw in enumerate(raws[start : start + POLL])]  # fmt: skip
+        for partition, pieces in route(poll, PARTITIONS, now_ms).keyed.items():
+            out += [(partition, encode_batch(piece)) for piece in pieces]
+    return out
+
+
+def stage_in_process(raws: list[bytes], now_ms: int) -> tuple[float, float, list[dict[str, Any]]]:
+    """Journey stage alone (no Kafka): events/s plain, events/s under cProfile, and each
+    function's share of the profiled time."""
+    batches = keyed_batches(raws, now_ms)
+
+    def run() -> float:
+        stage = JourneyStage(EncodingSender(), load_funnels(), restore=lambda p: {})
+        started = time.perf_counter()
+        for partition, value in batches:
+            stage.process(partition, value)
+            stage.persist()
+        return len(raws) / (time.perf_counter() - started)
+
+    plain = run()
+    profiler = cProfile.Profile()
+    profiled = profiler.runcall(run)
+    stats = pstats.Stats(profiler)
+    entries: dict[Any, Any] = stats.stats  # (file, line, name) -> (calls, ..., times, callers)
+    total = sum(tottime for _cc, _nc, tottime, _ct, _callers in entries.values())
+    costs = [
+        {"function": f"{Path(file).name}:{line}({name})", "calls": calls,
+         "own_share": round(tottime / total, 3), "cumulative_share": round(cumtime / total, 3)}
+        for (file, line, name), (_cc, calls, tottime, cumtime, _callers) in entries.items()
+        if not name.startswith("<") and name not in {"run", "runcall"}
+    ]  # fmt: skip
+    return plain, profiled, costs
+
+
+def top(costs: list[dict[str, Any]], share: str, n: int = 15) -> list[dict[str, Any]]:
+    return sorted(costs, key=lambda cost: cost[share], reverse=True)[:n]
+
+
+def main() -> None:
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    now_ms = time.time_ns() // 1_000_000
+    say(f"simulating {EVENTS:,} events")
+    messages = simulated(now_ms)
+    raws = [m.value for m in messages]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        with broker(tmp / "kafka") as bootstrap:
+            produced = produce(messages, bootstrap)
+            say(f"pre-filled {produced:,} events; ceiling: aiokafka getmany + orjson")
+            getmany = getmany_rate(bootstrap, produced)
+            say(f"getmany: {getmany:,.0f} events/s; ceiling: faust decode-only agent")
+            decode, decoded = faust_rate(bootstrap, produced, tmp / "faust")
+            say(f"faust decode-only: {decode:,.0f} events/s; the pipeline")
+            load_pipeline = os.getloadavg()[0]
+            run = pipeline(bootstrap, produced, tmp)
+            say(f"pipeline: {run['sustained_events_per_s']:,} events/s sustained")
+    say(f"journey stage in process, {PROFILED_EVENTS:,} events, plain and under cProfile")
+    plain, profiled, costs = stage_in_process(raws[:PROFILED_EVENTS], time.time_ns() // 1_000_000)
+    rate = run["sustained_events_per_s"]
+    mean_bytes = sum(map(len, raws)) / len(raws)
+    figures = {
+        "events": produced, "mean_event_bytes": round(mean_bytes, 1), "partitions": PARTITIONS,
+        "target_events_per_s": TARGET, "meets_target": rate >= TARGET,
+        "pipeline": run, "faust_decode_only_events_per_s": round(decode),
+        "faust_decode_only_events_seen": decoded,
+        "aiokafka_getmany_orjson_events_per_s": round(getmany),
+        "ratio_to_faust_decode_only": round(rate / decode, 3),
+        "ratio_to_aiokafka_getmany": round(rate / getmany, 3),
+        "journey_stage_in_process_events_per_s": round(plain),
+        "journey_stage_under_cprofile_events_per_s": round(profiled),
+        "profile_top_cumulative": top(costs, "cumulative_share"),
+        "profile_top_own_time": top(costs, "own_share"),
+        "load_average_1_5_15m_at_start": load_before,
+        "load_average_1m_when_pipeline_started": round(load_pipeline, 2),
+    }  # fmt: skip
+    table = [
+        ("pipeline: one worker process, events/s sustained (10-90 %)", f"{rate:,}",
+         f">= {TARGET:,} ({'met' if rate >= TARGET else 'not met'})",
+         f"{produced:,} pre-filled events -> ClickHouse (chdb); worker CPU "
+         f"{run['worker_cpu_us_per_event']} µs/event, {run['worker_cores_busy']} cores busy"),
+        ("pipeline: worker start -> all rows stored", f"{run['worker_start_to_all_stored_s']} s",
+         "", f"{run['events_per_s_first_event_to_all_stored']:,} events/s from the first event; "
+             f"startup {run['startup_s']} s"),
+        ("ceiling: faust agent, decode only, one event per message", f"{decode:,.0f}", "",
+         f"pipeline / this = {rate / decode:.2f}"),
+        ("ceiling: aiokafka getmany + orjson", f"{getmany:,.0f}", "",
+         f"pipeline / this = {rate / getmany:.3f}"),
+        ("journey stage alone, in process (no Kafka), events/s", f"{plain:,.0f}", "",
+         f"{PROFILED_EVENTS:,} events; most own time (cProfile): " + ", ".join(
+             f"{c['function']} {c['own_share']:.0%}" for c in top(costs, "own_share", 3))),
+    ]  # fmt: skip
+    write_result("worker_throughput", figures, table)
+
+
+if __name__ == "__main__":
+    main()

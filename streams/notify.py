@@ -1,0 +1,225 @@
+"""Where alert changes go besides the alerts table: the alerts topic, webhooks and Grafana.
+
+Webhooks and Grafana are remote and may be slow or down: each destination gets its own thread
+and bounded queue, with retries and exponential backoff, so a dead receiver delays only its own
+notifications and never the evaluator, the stream or another receiver. When a queue is full
+the oldest notification is dropped (and counted): a newer state supersedes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from grafana_client import GrafanaApi
+from grafana_client.client import GrafanaClientError, GrafanaServerError
+
+from cxpulse.sinks.alerts import document
+from cxpulse.sinks.store import iso_time
+from cxpulse.streams import metrics, topics
+from cxpulse.streams.stage import Sender
+
+log = logging.getLogger(__name__)
+
+NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert that has not ended
+
+
+class Retryable(Exception):
+    """A delivery that may succeed later (connection error, timeout, 5xx, 429)."""
+
+
+class TopicSink:
+    """Every change, silenced or not, as an event on `cx.alerts.v1` keyed by alert id."""
+
+    def __init__(self, producer: Sender, flush: Callable[[], None]) -> None:
+        self.producer = producer
+        self.flush = flush
+
+    def publish(self, change: str, alert: dict[str, Any], notify: bool) -> None:
+        event = {"event": change, "notified": notify, "alert": document(alert)}
+        self.producer.send(topics.ALERTS.name, alert["id"], event)
+        self.flush()
+
+
+class Delivery:
+    """One destination: a thread that sends queued items, retrying what may succeed later."""
+
+    def __init__(
+        self,
+        name: str,
+        send: Callable[[Any], None],
+        max_attempts: int = 8,
+        first_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        capacity: int = 1000,
+    ) -> None:
+        self.name = name
+        self.send = send
+        self.max_attempts = max_attempts
+        self.first_backoff_s = first_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.items: queue.Queue[Any] = queue.Queue(capacity)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"notify-{name}", daemon=True)
+        self.thread.start()
+
+    def submit(self, item: Any) -> None:
+        """Queue without blocking; a full queue loses its oldest item."""
+        while True:
+            try:
+                self.items.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self.items.get_nowait()
+                    metrics.NOTIFICATIONS.labels(self.name, "dropped").inc()
+                    log.warning("%s: queue full, dropped the oldest notification", self.name)
+                except queue.Empty:
+                    pass
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop after what is queued was tried once more (within `timeout_s`)."""
+        self.stop.set()
+        self.items.put(None)
+        self.thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            item = self.items.get()
+            if item is None:
+                return
+            self._deliver(item)
+
+    def _deliver(self, item: Any) -> None:
+        backoff = self.first_backoff_s
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.send(item)
+                metrics.NOTIFICATIONS.labels(self.name, "delivered").inc()
+                return
+            except Retryable as exc:
+                if attempt == self.max_attempts or self.stop.is_set():
+                    break
+                log.warning("%s: attempt %d failed (%s); retrying in %.2f s",
+                            self.name, attempt, exc, backoff)  # fmt: skip
+                metrics.NOTIFICATIONS.labels(self.name, "retried").inc()
+                if self.stop.wait(backoff):
+                    break
+                backoff = min(backoff * 2, self.max_backoff_s)
+            except Exception:
+                log.exception("%s: notification refused; not retried", self.name)
+                break
+        metrics.NOTIFICATIONS.labels(self.name, "failed").inc()
+        log.error("%s: notification given up", self.name)
+
+
+def alertmanager_payload(change: str, alert: dict[str, Any], external_url: str) -> dict[str, Any]:
+    """Alertmanager's webhook payload (version 4) for one alert, so receivers built for
+    Alertmanager (PagerDuty, Opsgenie, chat bridges) take cxpulse alerts unchanged."""
+    labels = {"alertname": alert["rule"], "alert_id": alert["id"], "source": "cxpulse"}
+    if alert["funnel"]:
+        labels |= {"funnel": alert["funnel"], "step": alert["step"]}
+    labels |= {f"segment_{k}": v for k, v in sorted(alert["segment"].items())}
+    annotations = {
+        "summary": summary(alert),
+        "current_rate": f"{alert['current_rate']:.4f}",
+        "baseline_rate": f"{alert['baseline_rate']:.4f}",
+        "z": f"{alert['z']:.2f}",
+        "window_count": str(alert["window_journeys"]),
+    }
+    ended = alert["resolved_ms"]
+    one = {
+        "status": change,
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": iso_time(alert["started_ms"]),
+        "endsAt": NEVER if ended is None else iso_time(ended),
+        "generatorURL": f"{external_url}/v1/alerts",
+        "fingerprint": hashlib.sha256(alert["id"].encode()).hexdigest()[:16],
+    }
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{alert["rule"]}"}}',
+        "truncatedAlerts": 0,
+        "status": change,
+        "receiver": "cxpulse",
+        "groupLabels": {"alertname": alert["rule"]},
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "externalURL": external_url,
+        "alerts": [one],
+    }
+
+
+def summary(alert: dict[str, Any]) -> str:
+    where = " ".join(x for x in (alert["funnel"], alert["step"]) if x) or "contact center"
+    segment = ", ".join(f"{k}={v}" for k, v in sorted(alert["segment"].items())) or "overall"
+    return (
+        f"{alert['rule']} at {where} ({segment}): {alert['current_rate']:.1%} vs baseline "
+        f"{alert['baseline_rate']:.1%}"
+    )
+
+
+class WebhookSink:
+    """POSTs Alertmanager-compatible JSON to one URL (not while the alert is silenced)."""
+
+    def __init__(self, url: str, external_url: str, timeout_s: float = 5.0, **retry: Any) -> None:
+        self.url = url
+        self.external_url = external_url
+        self.client = httpx.Client(timeout=timeout_s)
+        self.delivery = Delivery(f"webhook {url}", self._post, **retry)
+
+    def publish(self, change: str, alert: dict[str, Any], notify: bool) -> None:
+        if notify:
+            self.delivery.submit(alertmanager_payload(change, alert, self.external_url))
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        try:
+            response = self.client.post(self.url, json=payload)
+        except httpx.HTTPError as exc:
+            raise Retryable(str(exc)) from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Retryable(f"HTTP {response.status_code}")
+        response.raise_for_status()
+
+    def close(self) -> None:
+        self.delivery.close()
+        self.client.close()
+
+
+class GrafanaAnnotationSink:
+    """An annotation per change (tags: cxpulse, rule, state, funnel step), for dashboards'
+    alert history; organization-wide, so every dashboard can show it by tag."""
+
+    def __init__(self, url: str, token: str | None, **retry: Any) -> None:
+        self.api = GrafanaApi.from_url(url, credential=token)
+        self.delivery = Delivery(f"grafana {url}", self._annotate, **retry)
+
+    def publish(self, change: str, alert: dict[str, Any], notify: bool) -> None:
+        if notify:
+            self.delivery.submit((change, alert))
+
+    def _annotate(self, item: tuple[str, dict[str, Any]]) -> None:
+        change, alert = item
+        at = alert["started_ms"] if change == "firing" else alert["resolved_ms"]
+        tags = ["cxpulse", alert["rule"], change]
+        tags += [x for x in (alert["funnel"], alert["step"]) if x]
+        tags += [f"{k}={v}" for k, v in sorted(alert["segment"].items())]
+        try:
+            self.api.annotations.add_annotation(
+                time_from=at, time_to=at, tags=tags, text=f"{change}: {summary(alert)}"
+            )
+        except (GrafanaServerError, OSError) as exc:  # requests' errors are OSErrors
+            raise Retryable(str(exc)) from exc
+        except GrafanaClientError as exc:
+            if exc.status_code != 429:
+                raise
+            raise Retryable(str(exc)) from exc
+
+    def close(self) -> None:
+        self.delivery.close()

@@ -1,0 +1,82 @@
+"""Operating a worker: its Prometheus metrics, JSON logs, and a SIGTERM that finishes the work
+in hand and commits it (so a restart re-reads nothing)."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from cxpulse.streams import topics
+from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.noise import NoiseConfig
+from cxpulse.streams.simulator.output import send_to_kafka
+from cxpulse.streams.simulator.run import Plan
+from tests.support.workers import wait_handled, workers
+
+
+def _committed(admin: AdminClient, group: str, topic: str, partitions: int) -> list[int]:
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p) for p in range(partitions)]
+    )
+    result = admin.list_consumer_group_offsets([request])[group].result()
+    return [tp.offset for tp in sorted(result.topic_partitions, key=lambda tp: tp.partition)]
+
+
+def _ends(admin: AdminClient, bootstrap: str, topic: str, partitions: int) -> list[int]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)]  # fmt: skip
+    finally:
+        consumer.close()
+
+
+def test_metrics_json_logs_and_a_graceful_sigterm(
+    fresh_env: dict[str, str], fresh_bootstrap: str, tmp_path: Path
+) -> None:
+    now = time.time_ns() // 1_000_000
+    noise = NoiseConfig(malformed=0.02)
+    messages = list(Plan(SimConfig(seed=5, start_ms=now - 3_600_000, rate=2.0), noise, 3000)
+                    .messages())  # fmt: skip
+    for _ in send_to_kafka(messages, fresh_bootstrap):
+        pass
+    env = {**fresh_env, "CXPULSE_LOG_FORMAT": "json"}
+    with workers(env, tmp_path, 1) as ports:
+        wait_handled(ports, len(messages), tmp_path)
+        time.sleep(6)  # one lag report (every 5 s) after the last batch
+        text = urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics").read().decode()
+    # `workers` sent SIGTERM and asserted exit code 0.
+    families = list(text_string_to_metric_families(text))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in families for s in family.samples}  # fmt: skip
+    flat = {name: value for (name, _labels), value in samples.items()}
+    assert flat["cxpulse_flush_seconds_count"] > 0
+    assert flat["cxpulse_open_journeys"] >= 0
+    assert flat["cxpulse_watermark_lag_seconds"] > 0
+    dead = sum(v for (n, _), v in samples.items() if n == "cxpulse_dead_letters_total")
+    assert dead == sum(1 for m in messages if m.kind == "malformed")
+    lags = {labels: v for (n, labels), v in samples.items() if n == "cxpulse_consumer_lag_messages"}
+    stages = {dict(labels)["stage"] for labels in lags}
+    assert stages == {"ingest", "journeys"}
+    assert all(v == 0 for v in lags.values())  # everything consumed
+    # Every log line of the worker is one JSON object.
+    lines = [line for line in (tmp_path / "worker-0.log").read_text().splitlines() if line]
+    assert lines
+    parsed = [orjson.loads(line) for line in lines if line.startswith("{")]
+    assert len(parsed) == len(lines), [line for line in lines if not line.startswith("{")][:5]
+    assert all({"levelname", "name", "message", "timestamp"} <= set(p) for p in parsed)
+    # After SIGTERM, what was handled is committed: a restart would re-read nothing.
+    admin = AdminClient({"bootstrap.servers": fresh_bootstrap})
+    for group, topic in (("cxpulse-ingest", topics.PORTAL.name),
+                         ("cxpulse-ingest", topics.CONTACT.name),
+                         ("cxpulse", topics.KEYED.name)):  # fmt: skip
+        ends = _ends(admin, fresh_bootstrap, topic, 4)
+        assert _committed(admin, group, topic, 4) == ends, (group, topic)
