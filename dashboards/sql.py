@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 # The query module's own fragments, imported rather than copied: one definition of each figure.
 from cxpulse.sinks.queries import (
+    ALERTS_WITH_SILENCES,
     KPI_AGGREGATES,
     outcome_columns,
     per_step_arrays,
@@ -241,10 +242,10 @@ def _alert_filters() -> str:
 
 def alerts_firing() -> str:
     """Firing alerts (whatever the time range: they fire now), with their step and segment."""
-    return f"""SELECT id, rule, funnel, step, {_SEGMENT_TEXT} AS segment_text,
+    return f"""SELECT a.id AS id, rule, funnel, step, {_SEGMENT_TEXT} AS segment_text,
     current_rate, baseline_rate, {_ratio("current_rate", "baseline_rate")} AS rise,
-    window_journeys, z, started_at, silenced_until
-FROM alerts FINAL
+    window_journeys, z, started_at, if(s.id = '', NULL, s.silenced_until) AS silenced_until
+FROM {ALERTS_WITH_SILENCES}
 WHERE state = 'firing' AND {_alert_filters()}
 ORDER BY started_at DESC, id"""
 

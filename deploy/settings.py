@@ -171,6 +171,13 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("alert_evaluation_seconds")
+    @classmethod
+    def _evaluation_grid(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("alert evaluation runs every 1 s or more (0 turns it off)")
+        return value
+
     @field_validator("log_format")
     @classmethod
     def _known_format(cls, value: str) -> str:

@@ -73,41 +73,54 @@ def writer_for(store: Store, bootstrap: str, settings: Settings) -> StoreWriter:
 
 class AlertService:
     """The alert evaluator and its outputs (topic, webhooks, Grafana) in a thread beside the
-    store writer, since the rules read every partition's figures from the store."""
+    store writer, since the rules read every partition's figures from the store. Nothing is
+    started when alerting is off (`CXPULSE_ALERT_EVALUATION_SECONDS=0`)."""
 
     def __init__(
         self, store: Store, bootstrap: str, settings: Settings, funnels: Sequence[FunnelSpec]
     ) -> None:
-        self.interval_s = settings.alert_evaluation_seconds
-        self.producer = JsonProducer(bootstrap)
-        external = f"http://{settings.api_host}:{settings.api_port}"
-        retry = {"max_attempts": settings.alert_webhook_max_attempts}
-        self.remote: list[WebhookSink | GrafanaAnnotationSink] = [
-            WebhookSink(url.strip(), external, **retry)
-            for url in (settings.alert_webhook_urls or "").split(",")
-            if url.strip()
-        ]
-        if settings.grafana_url:
-            token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
-            self.remote.append(GrafanaAnnotationSink(settings.grafana_url, token, **retry))
-        sinks: list[AlertSink] = [TopicSink(self.producer, self.producer.flush), *self.remote]
-        self.evaluator = AlertEvaluator(store, funnels, settings.alert_config(), sinks)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(
-            target=self.evaluator.run, args=(self.stop_event, self.interval_s), name="alerts"
+        self.store, self.bootstrap, self.settings, self.funnels = (
+            store,
+            bootstrap,
+            settings,
+            funnels,
         )
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.producer: JsonProducer | None = None
+        self.sinks: list[TopicSink | WebhookSink | GrafanaAnnotationSink] = []
 
     def start(self) -> None:
-        if self.interval_s > 0:
-            self.thread.start()
+        settings = self.settings
+        if settings.alert_evaluation_seconds <= 0:
+            return
+        self.producer = JsonProducer(self.bootstrap)
+        external = f"http://{settings.api_host}:{settings.api_port}"
+        retry = {"max_attempts": settings.alert_webhook_max_attempts}
+        self.sinks = [TopicSink(self.producer, self.producer.flush)]
+        urls = [url.strip() for url in (settings.alert_webhook_urls or "").split(",")]
+        self.sinks += [WebhookSink(url, external, **retry) for url in urls if url]
+        if settings.grafana_url:
+            token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
+            self.sinks.append(GrafanaAnnotationSink(settings.grafana_url, token, **retry))
+        sinks: list[AlertSink] = list(self.sinks)
+        evaluator = AlertEvaluator(self.store, self.funnels, settings.alert_config(), sinks)
+        # A daemon: a round stuck on an unreachable store must not keep the process alive.
+        self.thread = threading.Thread(
+            target=evaluator.run, args=(self.stop_event, settings.alert_evaluation_seconds),
+            name="alerts", daemon=True,
+        )  # fmt: skip
+        self.thread.start()
 
     def stop(self) -> None:
+        """Stop within about a minute even with Kafka or a receiver gone."""
         self.stop_event.set()
-        if self.thread.is_alive():
+        if self.thread is not None:
             self.thread.join(timeout=60)
-        for sink in self.remote:
+        for sink in self.sinks:
             sink.close()
-        self.producer.flush()
+        if self.producer is not None and (left := self.producer.flush_within(10.0)):
+            log.warning("%d alert events not acknowledged by Kafka at shutdown", left)
 
 
 def resolve_bootstrap(settings: Settings) -> str:

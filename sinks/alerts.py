@@ -1,8 +1,5 @@
-"""Writes to the alerts table: the evaluator's alert versions, and silences from the API.
-
-Both write whole rows (ReplacingMergeTree keeps the latest `updated_at`), each carrying the
-other's fields forward: the evaluator keeps `silenced_until`, a silence keeps the figures.
-"""
+"""Writes of alerts: the evaluator's alert versions (alerts), and silences from the API
+(alert_silences). Two tables, so neither writer can undo the other's latest write."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ from typing import Any
 from cxpulse.sinks.store import Store, ch_time, iso_time
 
 
-def _row(alert: dict[str, Any], silenced_until_ms: int | None, updated_ms: int) -> dict[str, Any]:
+def _row(alert: dict[str, Any], updated_ms: int) -> dict[str, Any]:
     return {
         "id": alert["id"],
         "rule": alert["rule"],
@@ -26,14 +23,13 @@ def _row(alert: dict[str, Any], silenced_until_ms: int | None, updated_ms: int) 
         "z": alert["z"],
         "started_at": ch_time(int(alert["started_ms"])),
         "resolved_at": None if alert["resolved_ms"] is None else ch_time(int(alert["resolved_ms"])),
-        "silenced_until": None if silenced_until_ms is None else ch_time(silenced_until_ms),
         "updated_at": ch_time(updated_ms),
     }
 
 
 def record(store: Store, alerts: Iterable[dict[str, Any]], now_ms: int) -> None:
-    """New versions of alerts from the evaluator (`silenced_ms` carried by the caller)."""
-    store.insert("alerts", [_row(a, a["silenced_ms"], now_ms) for a in alerts])
+    """New versions of alerts from the evaluator."""
+    store.insert("alerts", [_row(a, now_ms) for a in alerts])
 
 
 def document(alert: dict[str, Any]) -> dict[str, Any]:
@@ -60,11 +56,8 @@ def document(alert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def silence(store: Store, current: dict[str, Any], until_ms: int, now_ms: int) -> None:
-    """A new version of the alert with `silenced_until`, every other field carried forward.
-
-    The version (updated_at) is at least one millisecond past the current one, so the silence
-    wins even when the evaluator wrote in the same millisecond.
-    """
-    updated = max(now_ms, int(current["updated_ms"]) + 1)
-    store.insert("alerts", [_row(current, until_ms, updated)])
+def silence(store: Store, alert_id: str, until_ms: int, now_ms: int) -> None:
+    """Silence an alert's notifications until `until_ms` (the latest silence wins)."""
+    store.insert("alert_silences", [
+        {"id": alert_id, "silenced_until": ch_time(until_ms), "updated_at": ch_time(now_ms)}
+    ])  # fmt: skip

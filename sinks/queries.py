@@ -183,7 +183,8 @@ def freshness(store: Store) -> list[dict[str, Any]]:
     """Per keyed partition: the newest event time processed and stored, and the watermark."""
     rows = store.query(
         "SELECT partition, toUnixTimestamp64Milli(newest_event_at) AS newest_ms, "
-        "toUnixTimestamp64Milli(watermark_at) AS watermark_ms FROM freshness FINAL "
+        "toUnixTimestamp64Milli(watermark_at) AS watermark_ms, "
+        "toUnixTimestamp64Milli(updated_at) AS updated_ms FROM freshness FINAL "
         "ORDER BY partition"
     )
     return [{k: int(v) for k, v in row.items()} for row in rows]
@@ -327,11 +328,16 @@ WHERE {" AND ".join(clauses)}
 
 
 _ALERT_COLUMNS = (
-    "id, rule, state, funnel, step, segment, current_rate, baseline_rate, window_journeys, z, "
-    "toUnixTimestamp64Milli(started_at) AS started_ms, "
+    "a.id AS id, rule, state, funnel, step, segment, current_rate, baseline_rate, "
+    "window_journeys, z, toUnixTimestamp64Milli(started_at) AS started_ms, "
     "toUnixTimestamp64Milli(resolved_at) AS resolved_ms, "
-    "toUnixTimestamp64Milli(silenced_until) AS silenced_ms, "
-    "toUnixTimestamp64Milli(updated_at) AS updated_ms"
+    "if(s.id = '', NULL, toUnixTimestamp64Milli(s.silenced_until)) AS silenced_ms, "
+    "toUnixTimestamp64Milli(a.updated_at) AS updated_ms"
+)
+# Each alert's latest state, with its latest silence (kept apart: see migration 0005).
+ALERTS_WITH_SILENCES = (
+    "(SELECT * FROM alerts FINAL) AS a LEFT JOIN "
+    "(SELECT id, silenced_until FROM alert_silences FINAL) AS s ON a.id = s.id"
 )
 
 
@@ -352,7 +358,7 @@ def alerts(
         clauses.append("started_at < {end:DateTime64(3, 'UTC')}")
         params["end"] = ch_time(end_ms)
     sql = (
-        f"SELECT {_ALERT_COLUMNS} FROM alerts FINAL WHERE {' AND '.join(clauses)} "
+        f"SELECT {_ALERT_COLUMNS} FROM {ALERTS_WITH_SILENCES} WHERE {' AND '.join(clauses)} "
         "ORDER BY started_at DESC, id"
     )
     return store.query(sql, params)
@@ -360,7 +366,8 @@ def alerts(
 
 def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
     rows = store.query(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts FINAL WHERE id = {{id:String}}", {"id": alert_id}
+        f"SELECT {_ALERT_COLUMNS} FROM {ALERTS_WITH_SILENCES} WHERE a.id = {{id:String}}",
+        {"id": alert_id},
     )
     return rows[0] if rows else None
 

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Most evaluations one round catches up on (2 h of event time at 30 s); older gaps are skipped.
 MAX_CATCH_UP = 240
+#: A partition whose freshness is older than this (wall clock) is left out of `complete_until`.
+IDLE_PARTITION_MS = 3_600_000
 #: How long (event time) an estimate of tau is used before it is made again.
 TAU_REFRESH_MS = 5 * 60_000
 
@@ -88,7 +90,11 @@ class AlertEvaluator:
         partitions = queries.freshness(self.store)
         if not partitions:
             return None
-        return min(p["newest_ms"] for p in partitions) - ALLOWED_LATENESS_MS
+        # A partition not written for an hour while others are (no traffic, or gone after a
+        # change of the partition count) must not hold every alert back.
+        latest = max(p["updated_ms"] for p in partitions)
+        live = [p for p in partitions if p["updated_ms"] >= latest - IDLE_PARTITION_MS]
+        return min(p["newest_ms"] for p in live) - ALLOWED_LATENESS_MS
 
     def due(self) -> list[int]:
         """The grid points to evaluate now, oldest first: up to what the previous round found
@@ -108,23 +114,33 @@ class AlertEvaluator:
 
     # -- work ------------------------------------------------------------------------------------
 
-    def run_once(self) -> int:
-        """Evaluate every due grid point; returns how many were evaluated."""
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Evaluate every due grid point (until `stop`); returns how many were evaluated.
+
+        Each point is judged on a copy of the states, which replaces them only once its rows
+        are stored: a failed insert leaves state and `last_at` as they were, so the point is
+        judged again from the same state (no breach counted twice, no change lost).
+        """
         if not self._restored:
             self._restore()
         points = self.due()
-        if not points:
-            return 0
-        current = {row["id"]: row for row in queries.alerts(self.store)}
+        current = {row["id"]: row for row in queries.alerts(self.store)} if points else {}
         wall = self.clock()
         silenced = {i for i, r in current.items() if (r["silenced_ms"] or 0) > wall}
+        done = 0
         for at in points:
-            outcomes = alerting.evaluate(self.observe(at), self.states, at,
+            if stop is not None and stop.is_set():
+                break
+            states = dict(self.states)
+            outcomes = alerting.evaluate(self.observe(at), states, at,
                                          self.config.thresholds, silenced)  # fmt: skip
-            self._record(outcomes, current)
+            changes = self._store(outcomes, current)
+            self.states, self.last_at = states, at
             metrics.ALERT_EVALUATIONS.inc()
-            self.last_at = at
-        return len(points)
+            done += 1
+            for change, alert, notify in changes:
+                self._publish(change, alert, notify)
+        return done
 
     def observe(self, at_ms: int) -> list[Observation]:
         """Every rule's counts at `at_ms`: timely drop-off per funnel step, then contacts."""
@@ -165,7 +181,7 @@ class AlertEvaluator:
         """Evaluate every `interval_s` until `stop`; a failed round is logged and retried."""
         while not stop.is_set():
             try:
-                self.run_once()
+                self.run_once(stop)
             except Exception:
                 log.exception("alert evaluation failed; retrying in %.0f s", interval_s)
             stop.wait(interval_s)
@@ -177,32 +193,40 @@ class AlertEvaluator:
             self.states[row["id"]] = AlertState(state="firing", started_ms=row["started_ms"])
         self._restored = True
 
-    def _record(self, outcomes: list[Outcome], current: dict[str, dict[str, Any]]) -> None:
-        """Store firing and just-resolved alerts; publish what changed."""
-        rows = []
+    def _store(
+        self, outcomes: list[Outcome], current: dict[str, dict[str, Any]]
+    ) -> list[tuple[str, dict[str, Any], bool]]:
+        """Store firing and just-resolved alerts; returns the changes to publish."""
+        rows, changes = [], []
         for outcome in outcomes:
-            state = outcome.transition.state
-            if state.state == "pending":
+            if outcome.transition.state.state == "pending":
                 continue
             alert = self._alert(outcome, current.get(outcome.id))
             rows.append(alert)
-            current[outcome.id] = alert
-            change = outcome.transition.changed
-            if change is not None:
-                log.info("alert %s %s: %s", outcome.id, change, summary(alert))
-                metrics.ALERT_CHANGES.labels(alert["rule"], change).inc()
-                for sink in self.sinks:
-                    sink.publish(change, alert, outcome.transition.notify is not None)
+            if outcome.transition.changed is not None:
+                notify = outcome.transition.notify is not None
+                changes.append((outcome.transition.changed, alert, notify))
         if rows:
             alert_rows.record(self.store, rows, self.clock())
+        current.update({alert["id"]: alert for alert in rows})
+        return changes
+
+    def _publish(self, change: str, alert: dict[str, Any], notify: bool) -> None:
+        log.info("alert %s %s: %s", alert["id"], change, summary(alert))
+        metrics.ALERT_CHANGES.labels(alert["rule"], change).inc()
+        for sink in self.sinks:
+            try:
+                sink.publish(change, alert, notify)
+            except Exception:  # a sink must not stop the evaluation of the others
+                log.exception("publishing alert %s to %s failed", alert["id"], sink)
 
     def _alert(self, outcome: Outcome, stored: dict[str, Any] | None) -> dict[str, Any]:
         """The alert as the table, the API and the notifications show it."""
         obs, verdict, state = outcome.observation, outcome.verdict, outcome.transition.state
         if obs is None:  # no data this time: keep the figures last stored
-            assert stored is not None or state.state == "resolved"
             base = stored or {}
-            rule, funnel, step = base.get("rule", ""), base.get("funnel"), base.get("step")
+            rule = base.get("rule") or outcome.id.split("/", 1)[0]
+            funnel, step = base.get("funnel"), base.get("step")
             segment = base.get("segment") or {}
             figures = (base.get("current_rate"), base.get("baseline_rate"),
                        base.get("window_journeys", 0), base.get("z"))  # fmt: skip

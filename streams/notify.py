@@ -3,15 +3,17 @@
 Webhooks and Grafana are remote and may be slow or down: each destination gets its own thread
 and bounded queue, with retries and exponential backoff, so a dead receiver delays only its own
 notifications and never the evaluator, the stream or another receiver. When a queue is full
-the oldest notification is dropped (and counted): a newer state supersedes it.
+the oldest notification is dropped (and counted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,16 +36,23 @@ class Retryable(Exception):
 
 
 class TopicSink:
-    """Every change, silenced or not, as an event on `cx.alerts.v1` keyed by alert id."""
+    """Every change, silenced or not, as an event on `cx.alerts.v1` keyed by alert id. Sent
+    from its own thread: with the broker down it waits there, not in the evaluator."""
 
     def __init__(self, producer: Sender, flush: Callable[[], None]) -> None:
         self.producer = producer
         self.flush = flush
+        self.delivery = Delivery("alerts topic", self._send)
 
     def publish(self, change: str, alert: dict[str, Any], notify: bool) -> None:
-        event = {"event": change, "notified": notify, "alert": document(alert)}
-        self.producer.send(topics.ALERTS.name, alert["id"], event)
+        self.delivery.submit({"event": change, "notified": notify, "alert": document(alert)})
+
+    def _send(self, event: dict[str, Any]) -> None:
+        self.producer.send(topics.ALERTS.name, event["alert"]["id"], event)
         self.flush()
+
+    def close(self) -> None:
+        self.delivery.close()
 
 
 class Delivery:
@@ -82,11 +91,21 @@ class Delivery:
                 except queue.Empty:
                     pass
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop after what is queued was tried once more (within `timeout_s`)."""
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Stop: what is queued is tried once more within `timeout_s` (no more retries), the
+        rest dropped and counted. Returns whether the thread has ended."""
         self.stop.set()
-        self.items.put(None)
-        self.thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.items.put(None, timeout=max(0.01, deadline - time.monotonic()))
+                break
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.items.get_nowait()
+                    metrics.NOTIFICATIONS.labels(self.name, "dropped").inc()
+        self.thread.join(max(0.0, deadline - time.monotonic()))
+        return not self.thread.is_alive()
 
     def _run(self) -> None:
         while True:
@@ -144,11 +163,12 @@ def alertmanager_payload(change: str, alert: dict[str, Any], external_url: str) 
     }
     return {
         "version": "4",
-        "groupKey": f'{{}}:{{alertname="{alert["rule"]}"}}',
+        # One group per alert: receivers that dedupe on groupKey keep alerts apart.
+        "groupKey": f'{{}}:{{alert_id="{alert["id"]}",alertname="{alert["rule"]}"}}',
         "truncatedAlerts": 0,
         "status": change,
         "receiver": "cxpulse",
-        "groupLabels": {"alertname": alert["rule"]},
+        "groupLabels": {"alert_id": alert["id"], "alertname": alert["rule"]},
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": external_url,
@@ -188,8 +208,8 @@ class WebhookSink:
         response.raise_for_status()
 
     def close(self) -> None:
-        self.delivery.close()
-        self.client.close()
+        if self.delivery.close():  # a thread still sending keeps its client
+            self.client.close()
 
 
 class GrafanaAnnotationSink:

@@ -75,6 +75,11 @@ class JsonProducer:
             # With an infinite message timeout only fatal errors get here (e.g. a deleted topic).
             raise RuntimeError(f"Kafka rejected {len(errors)} messages, first: {errors[0]}")
 
+    def flush_within(self, timeout_s: float) -> int:
+        """Flush for at most `timeout_s` (shutdown with a broker that may be gone); returns how
+        many messages are still unacknowledged."""
+        return int(self._producer.flush(timeout_s))
+
     def partitions(self, topic: str) -> int:
         """Partition count of an existing topic (for explicit co-partitioning)."""
         metadata = self._producer.list_topics(topic, timeout=10).topics[topic]

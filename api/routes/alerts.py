@@ -67,7 +67,7 @@ def silence(
     current = queries.alert(ctx.store, alert_id)
     if current is None:
         raise Problem(404, "Not found", f"no alert {alert_id!r}")
-    alert_rows.silence(ctx.store, current, until_ms, now_ms)
+    alert_rows.silence(ctx.store, alert_id, until_ms, now_ms)
     updated = queries.alert(ctx.store, alert_id)
     assert updated is not None
     return alert_rows.document(updated)

@@ -258,7 +258,7 @@ def test_alerts_list_and_silence(client: TestClient, store: ChdbStore) -> None:
             "step": "troubleshoot", "segment": {"device": "mobile"}, "current_rate": 0.5,
             "baseline_rate": 0.3, "window_journeys": 120, "z": 4.2,
             "started_at": ch_time(started), "resolved_at": None if state == "firing" else
-            ch_time(started + 600_000), "silenced_until": None, "updated_at": ch_time(started),
+            ch_time(started + 600_000), "updated_at": ch_time(started),
         }  # fmt: skip
 
     store.insert("alerts", [alert("a-firing", "firing", NOW - HOUR),
