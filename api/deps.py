@@ -72,6 +72,16 @@ def parse_time_ms(text: str, name: str) -> int:
     return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
 
 
+def segment_of(request: Request, reserved: set[str]) -> dict[str, str]:
+    """The query parameters beyond a route's own: exact segment-attribute filters."""
+    return {k: v for k, v in request.query_params.items() if k not in reserved}
+
+
+def segment_key(segment: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """A segment filter as part of a cache key: the same filters in any order are one key."""
+    return tuple(sorted(segment.items()))
+
+
 def series(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Query buckets (`bucket_ms`) as response points that start with their `time`."""
     return [{"time": iso_time(p["bucket_ms"]), **{k: v for k, v in p.items() if k != "bucket_ms"}}

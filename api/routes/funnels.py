@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from cxpulse.api.deps import Context, Range, figures, interval_s, iso_time
+from cxpulse.api.deps import (
+    Context,
+    Range,
+    figures,
+    interval_s,
+    iso_time,
+    segment_key,
+    segment_of,
+)
 from cxpulse.api.problems import Problem
 from cxpulse.sinks import queries
 from cxpulse.streams.funnels import FunnelSpec
@@ -21,15 +29,6 @@ def _funnel(ctx: Context, name: str) -> FunnelSpec:
     if funnel is None:
         raise Problem(404, "Not found", f"no funnel named {name!r}; see GET /v1/funnels")
     return funnel
-
-
-def _segment(request: Request) -> dict[str, str]:
-    return {k: v for k, v in request.query_params.items() if k not in _RESERVED}
-
-
-def _key(segment: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """A segment filter as part of a cache key: the same filters in any order are one key."""
-    return tuple(sorted(segment.items()))
 
 
 @router.get("", summary="The configured funnels and their steps")
@@ -58,7 +57,7 @@ async def summary(name: FunnelName, ctx: Context, window: Range, request: Reques
     """Extra query parameters filter by segment attribute, e.g. `?device=mobile&tier=business`.
     Open journeys count as `in_progress`; `provisional` says whether any are in the range."""
     steps = [s.name for s in _funnel(ctx, name).steps]
-    segment = _segment(request)
+    segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:
         result = queries.funnel_summary(
@@ -71,7 +70,7 @@ async def summary(name: FunnelName, ctx: Context, window: Range, request: Reques
             "provisional": result["outcomes"]["in_progress"] > 0,
         }
 
-    key = ("summary", name, window.start_ms, window.end_ms, _key(segment))
+    key = ("summary", name, window.start_ms, window.end_ms, segment_key(segment))
     return await figures(ctx, key, compute)
 
 
@@ -93,7 +92,7 @@ async def timeseries(
         raise Problem(400, "Bad request", f"{name} has no step {step!r}; steps: {steps}")
     seconds = interval_s(ctx, window, interval)
     assert seconds is not None
-    segment = _segment(request)
+    segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:
         rows = queries.funnel_timeseries(
@@ -107,7 +106,7 @@ async def timeseries(
             "points": [_point(row, steps, step) for row in rows],
         }
 
-    key = ("timeseries", name, window.start_ms, window.end_ms, seconds, step, _key(segment))
+    key = ("timeseries", name, window.start_ms, window.end_ms, seconds, step, segment_key(segment))
     return await figures(ctx, key, compute)
 
 
@@ -137,7 +136,7 @@ async def breakdown(
     by: Annotated[str, Query(description="A segment attribute: product_line, device, ...")],
 ) -> Response:
     steps = [s.name for s in _funnel(ctx, name).steps]
-    segment = _segment(request)
+    segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:
         rows = queries.funnel_breakdown(
@@ -152,5 +151,5 @@ async def breakdown(
             "values": rows,
         }
 
-    key = ("breakdown", name, by, window.start_ms, window.end_ms, _key(segment))
+    key = ("breakdown", name, by, window.start_ms, window.end_ms, segment_key(segment))
     return await figures(ctx, key, compute)

@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from cxpulse.api.deps import Context, Range, figures, interval_s, series
+from cxpulse.api.deps import (
+    Context,
+    Range,
+    figures,
+    interval_s,
+    segment_key,
+    segment_of,
+    series,
+)
 from cxpulse.sinks import queries
 
 router = APIRouter(prefix="/v1/self-service", tags=["self-service"])
@@ -26,7 +34,7 @@ async def containment(
 ) -> Response:
     """Over portal journeys started in the range; extra query parameters filter by segment.
     Rates, costs and TTR count closed journeys; `currency` is CXPULSE_CURRENCY."""
-    segment = {k: v for k, v in request.query_params.items() if k not in _RESERVED}
+    segment = segment_of(request, _RESERVED)
     seconds = interval_s(ctx, window, interval)
     costs = {
         "assisted_cost": ctx.settings.assisted_cost,
@@ -51,5 +59,5 @@ async def containment(
             result["series"] = series(points)
         return result
 
-    key = ("containment", window.start_ms, window.end_ms, seconds, tuple(sorted(segment.items())))
+    key = ("containment", window.start_ms, window.end_ms, seconds, segment_key(segment))
     return await figures(ctx, key, compute)
