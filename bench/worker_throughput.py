@@ -5,18 +5,18 @@ Ceilings, over the same pre-filled topics: a faust agent that only decodes, one 
 message (faust's per-message cost, design section 11), and raw aiokafka `getmany` + orjson (what
 the client library can deliver). The pipeline's sustained rate is the worker's own counter
 between 10 % and 90 % of the events; the total runs from starting the worker until the store
-writer (a thread here, as in `cxpulse up`) has stored everything. Last, the journey stage is run
-in this process without Kafka, once plain and once under cProfile, to show where a worker's
-time goes.
+writer (a thread here, as in `cxpulse up`) has stored everything. The pipeline then runs a second
+time, on a broker of its own, with py-spy sampling the worker (`bench/profile.py`): where the
+real worker's threads spend their time. Last, the journey stage alone runs in this process
+without Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
-import cProfile
+import contextlib
 import itertools
 import os
-import pstats
 import subprocess
 import sys
 import tempfile
@@ -40,6 +40,8 @@ from bench.harness import (
     worker_process,
     writer_thread,
 )
+from bench.profile import sampling, summarise
+from cxpulse.deploy.settings import Settings
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.sinks.writer import WriterStats
@@ -54,7 +56,8 @@ EVENTS = 300_000
 RATE = 200.0  # simulated events per second of event time: ~25 min of history ending hours ago
 TARGET = 50_000
 POLL = 10_000  # messages per ingest poll, as IngestStage consumes them
-PROFILED_EVENTS = 100_000
+GROUP_MESSAGES = Settings().worker_group_messages  # keyed messages the agent takes together
+IN_PROCESS_EVENTS = 100_000
 TIMEOUT_S = 300
 
 
@@ -124,8 +127,11 @@ def crossing(samples: list[tuple[float, int]], level: float) -> float:
     raise ValueError(f"the count never reached {level}")
 
 
-def pipeline(bootstrap: str, produced: int, tmp: Path) -> dict[str, Any]:
-    """One worker process + the writer thread until every event's rows are stored."""
+def pipeline(
+    bootstrap: str, produced: int, tmp: Path, profile: Path | None = None
+) -> dict[str, Any]:
+    """One worker process + the writer thread until every event's rows are stored; with
+    `profile`, py-spy samples the worker meanwhile and writes its raw profile there."""
     flushes: list[tuple[float, int]] = []  # (when, rows written so far)
 
     def on_flush(stats: WriterStats) -> None:
@@ -136,7 +142,10 @@ def pipeline(bootstrap: str, produced: int, tmp: Path) -> dict[str, Any]:
         with writer_thread(store, bootstrap, on_flush):
             started = time.monotonic()
             cpu_before = os.times()
-            with worker_process(bootstrap, tmp / "worker") as (proc, port):
+            with (
+                worker_process(bootstrap, tmp / "worker") as (proc, port),
+                sampling(proc.pid, profile) if profile else contextlib.nullcontext(),
+            ):
                 samples: list[tuple[float, int]] = []
                 next_report = 0.0
                 while not samples or samples[-1][1] < produced:
@@ -146,7 +155,7 @@ def pipeline(bootstrap: str, produced: int, tmp: Path) -> dict[str, Any]:
                     if time.monotonic() >= next_report:
                         say(f"pipeline: {samples[-1][1]:,} of {produced:,} events handled")
                         next_report = time.monotonic() + 5
-                    time.sleep(0.2)
+                    time.sleep(0.5)  # each scrape costs the worker a little CPU
                 final = counters(port)
                 worker_cpu = cpu_seconds(proc.pid)
                 # Stored once the writer has had nothing new for three flush periods.
@@ -193,36 +202,17 @@ def keyed_batches(raws: list[bytes], now_ms: int) -> list[tuple[int, bytes]]:
     return out
 
 
-def stage_in_process(raws: list[bytes], now_ms: int) -> tuple[float, float, list[dict[str, Any]]]:
-    """Journey stage alone (no Kafka): events/s plain, events/s under cProfile, and each
-    function's share of the profiled time."""
+def stage_in_process(raws: list[bytes], now_ms: int) -> float:
+    """Events/s of the journey stage alone (no Kafka), in groups of keyed messages as the
+    worker's agent takes them."""
     batches = keyed_batches(raws, now_ms)
-
-    def run() -> float:
-        stage = JourneyStage(EncodingSender(), load_funnels(), restore=lambda p: {})
-        started = time.perf_counter()
-        for partition, value in batches:
-            stage.process(partition, value)
-            stage.persist()
-        return len(raws) / (time.perf_counter() - started)
-
-    plain = run()
-    profiler = cProfile.Profile()
-    profiled = profiler.runcall(run)
-    stats = pstats.Stats(profiler)
-    entries: dict[Any, Any] = stats.stats  # (file, line, name) -> (calls, ..., times, callers)
-    total = sum(tottime for _cc, _nc, tottime, _ct, _callers in entries.values())
-    costs = [
-        {"function": f"{Path(file).name}:{line}({name})", "calls": calls,
-         "own_share": round(tottime / total, 3), "cumulative_share": round(cumtime / total, 3)}
-        for (file, line, name), (_cc, calls, tottime, cumtime, _callers) in entries.items()
-        if not name.startswith("<") and name not in {"run", "runcall"}
-    ]  # fmt: skip
-    return plain, profiled, costs
-
-
-def top(costs: list[dict[str, Any]], share: str, n: int = 15) -> list[dict[str, Any]]:
-    return sorted(costs, key=lambda cost: cost[share], reverse=True)[:n]
+    stage = JourneyStage(EncodingSender(), load_funnels(), restore=lambda p: {})
+    started = time.perf_counter()
+    for first in range(0, len(batches), GROUP_MESSAGES):
+        group = batches[first : first + GROUP_MESSAGES]
+        stage.process_all([(partition, value, -1) for partition, value in group])
+        stage.persist()
+    return len(raws) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -243,25 +233,34 @@ def main() -> None:
             load_pipeline = os.getloadavg()[0]
             run = pipeline(bootstrap, produced, tmp)
             say(f"pipeline: {run['sustained_events_per_s']:,} events/s sustained")
-    say(f"journey stage in process, {PROFILED_EVENTS:,} events, plain and under cProfile")
-    plain, profiled, costs = stage_in_process(raws[:PROFILED_EVENTS], time.time_ns() // 1_000_000)
+        with broker(tmp / "kafka-profiled") as bootstrap:
+            say("the pipeline again, sampled by py-spy")
+            produce(messages, bootstrap)
+            raw_profile = tmp / "worker.pyspy.txt"
+            profiled = pipeline(bootstrap, produced, tmp / "profiled", raw_profile)
+            profile = summarise(raw_profile)
+            say(f"pipeline under py-spy: {profiled['sustained_events_per_s']:,} events/s")
+    say(f"journey stage in process, {IN_PROCESS_EVENTS:,} events")
+    in_process = stage_in_process(raws[:IN_PROCESS_EVENTS], time.time_ns() // 1_000_000)
     rate = run["sustained_events_per_s"]
     mean_bytes = sum(map(len, raws)) / len(raws)
     figures = {
         "events": produced, "mean_event_bytes": round(mean_bytes, 1), "partitions": PARTITIONS,
         "target_events_per_s": TARGET, "meets_target": rate >= TARGET,
+        "group_messages": GROUP_MESSAGES,
         "pipeline": run, "faust_decode_only_events_per_s": round(decode),
         "faust_decode_only_events_seen": decoded,
         "aiokafka_getmany_orjson_events_per_s": round(getmany),
         "ratio_to_faust_decode_only": round(rate / decode, 3),
         "ratio_to_aiokafka_getmany": round(rate / getmany, 3),
-        "journey_stage_in_process_events_per_s": round(plain),
-        "journey_stage_under_cprofile_events_per_s": round(profiled),
-        "profile_top_cumulative": top(costs, "cumulative_share"),
-        "profile_top_own_time": top(costs, "own_share"),
+        "pipeline_sampled_by_py_spy": profiled,
+        "py_spy_profile_of_the_worker": profile,
+        "journey_stage_in_process_events_per_s": round(in_process),
         "load_average_1_5_15m_at_start": load_before,
         "load_average_1m_when_pipeline_started": round(load_pipeline, 2),
     }  # fmt: skip
+    threads = ", ".join(f"{t['name']} {t['share']:.0%}" for t in profile["threads"][:3])
+    hottest = ", ".join(f"{f['name']} {f['share']:.0%}" for f in profile["own"][:4])
     table = [
         ("pipeline: one worker process, events/s sustained (10-90 %)", f"{rate:,}",
          f">= {TARGET:,} ({'met' if rate >= TARGET else 'not met'})",
@@ -274,9 +273,11 @@ def main() -> None:
          f"pipeline / this = {rate / decode:.2f}"),
         ("ceiling: aiokafka getmany + orjson", f"{getmany:,.0f}", "",
          f"pipeline / this = {rate / getmany:.3f}"),
-        ("journey stage alone, in process (no Kafka), events/s", f"{plain:,.0f}", "",
-         f"{PROFILED_EVENTS:,} events; most own time (cProfile): " + ", ".join(
-             f"{c['function']} {c['own_share']:.0%}" for c in top(costs, "own_share", 3))),
+        ("pipeline again, sampled by py-spy, events/s sustained",
+         f"{profiled['sustained_events_per_s']:,}", "",
+         f"{profile['samples']:,} samples; threads: {threads}; most own samples: {hottest}"),
+        ("journey stage alone, in process (no Kafka), events/s", f"{in_process:,.0f}", "",
+         f"{IN_PROCESS_EVENTS:,} events in groups of {GROUP_MESSAGES} keyed messages"),
     ]  # fmt: skip
     write_result("worker_throughput", figures, table)
 

@@ -215,6 +215,10 @@ def migrate() -> None:
     console.print(f"{len(applied)} migrations applied; the store is up to date.")
 
 
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 @app.command()
 def worker(
     metrics_port: Annotated[
@@ -223,7 +227,12 @@ def worker(
     ] = None,
 ) -> None:
     """Run a stream worker (ingest + journey stage); start several to share the partitions."""
+    import signal
     import threading
+
+    # Until faust installs its own handler, SIGTERM (an orchestrator stopping a worker that is
+    # still starting) unwinds the start-up below (stopping the ingest stage), exit status 0.
+    signal.signal(signal.SIGTERM, _exit_quietly)
 
     from cxpulse.streams import metrics, topics
     from cxpulse.streams.app import create_app, die, run_worker
@@ -253,7 +262,13 @@ def worker(
     ingest = threading.Thread(target=run_ingest, name="ingest")
     ingest.start()
     try:
-        app = create_app(bootstrap, settings.topic_partitions, funnels, settings.shift_table())
+        app = create_app(
+            bootstrap,
+            settings.topic_partitions,
+            funnels,
+            settings.shift_table(),
+            settings.worker_group_messages,
+        )
         run_worker(app, logging_config(settings.log_level, settings.log_format))
     finally:
         stop.set()

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         4, ge=1, description="Partitions of the topics cxpulse creates (input, internal, DLQ)."
     )
+    worker_group_messages: int = Field(
+        50,
+        ge=1,
+        description="Keyed messages (up to 1,000 events each) a worker's journey stage handles "
+        "together: each changed key is rebuilt and its state written once per group.",
+    )
     clickhouse_url: str | None = Field(
         None,
         description="ClickHouse server URL (http[s]://user:password@host:port). Unset: embedded "

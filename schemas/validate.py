@@ -8,6 +8,7 @@ raises on bad input: every failure becomes a `Rejection`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -51,6 +52,12 @@ def event_time_ms(event: Event) -> int:
     digits to the nearest one), and the milliseconds are then truncated, in integer arithmetic."""
     stamp = event.occurred_at
     return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
+
+
+def by_time(events: Iterable[Event]) -> list[tuple[int, Event]]:
+    """(event time ms, event), sorted by time then event_id: the one order every rule uses, so
+    no result depends on arrival order. Event ids are unique, so events are never compared."""
+    return [(at, e) for at, _, e in sorted((event_time_ms(e), e.event_id, e) for e in events)]
 
 
 def journey_key(event: Event) -> str:

@@ -8,6 +8,7 @@ its tests on chdb means the same thing on a server.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -24,8 +25,22 @@ SESSION_SETTINGS: dict[str, int] = {"output_format_json_quote_64bit_integers": 0
 Row = Mapping[str, Any]
 
 
+# ClickHouse's codes for rows it cannot read (parse and type errors): the data is at fault, not
+# the store, so retrying the same rows can never succeed.
+_BAD_DATA_CODES = frozenset(
+    {6, 25, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321, 349, 376, 377, 691}
+)
+_CODE = re.compile(r"\bCode: (\d+)\. DB::Exception")
+
+
 class StoreError(RuntimeError):
     """A query or insert the store refused, with ClickHouse's own message."""
+
+    @property
+    def bad_data(self) -> bool:
+        """Whether ClickHouse refused the rows themselves, rather than being unavailable."""
+        match = _CODE.search(str(self))
+        return match is not None and int(match.group(1)) in _BAD_DATA_CODES
 
 
 def iso_time(epoch_ms: int) -> str:
@@ -33,13 +48,23 @@ def iso_time(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat()
 
 
+_SECOND_TEXT: dict[int, str] = {}  # epoch second -> its text; rows cluster in time
+_SECOND_TEXT_MAX = 100_000
+
+
 def ch_time(epoch_ms: int) -> str:
     """Epoch milliseconds as DateTime64(3, 'UTC') text: exact and unambiguous on both backends.
 
-    (A bare number is ambiguous: ClickHouse reads short ones such as "0.001" as dates.)
+    (A bare number is ambiguous: ClickHouse reads short ones such as "0.001" as dates.) The
+    worker formats several times per event, so each second's text is formatted once and kept.
     """
     seconds, millis = divmod(epoch_ms, 1000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}"
+    text = _SECOND_TEXT.get(seconds)
+    if text is None:
+        if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{millis:03d}"
 
 
 def encode_rows(rows: Iterable[Row]) -> bytes:

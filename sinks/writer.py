@@ -4,6 +4,12 @@ Modelled on a small sink contract: rows are buffered per table, a flush inserts 
 table and only then commits the consumed offsets. A crash between insert and commit re-inserts
 the same rows, which the ReplacingMergeTree tables collapse, so the store never counts twice.
 When the store fails the writer keeps its buffer, pauses consumption and retries with backoff.
+
+A row the store refuses as data (a parse or type error, `StoreError.bad_data`) would fail every
+retry and stall its partition for good, so the batch is split in halves until the refused rows
+are alone; those go to the dead-letter topic as `unstorable_row` with ClickHouse's message, and
+the rest are stored. A message that is not one JSON object on one line is dead-lettered before
+it joins a batch, since it could corrupt or split the JSONEachRow insert.
 """
 
 from __future__ import annotations
@@ -13,16 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from cxpulse.schemas.validate import Rejection
 from cxpulse.sinks.store import Store, StoreError
+from cxpulse.streams import metrics, topics
+from cxpulse.streams.ingest import Source, dead_letter
+from cxpulse.streams.producer import JsonProducer
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+UNSTORABLE_ROW = "unstorable_row"
 
 
 @dataclass
@@ -30,6 +40,7 @@ class WriterStats:
     rows_written: dict[str, int] = field(default_factory=dict)
     flushes: int = 0
     store_errors: int = 0
+    dead_letters: int = 0
     last_flush_ms: float = 0.0
 
 
@@ -51,7 +62,10 @@ class StoreWriter:
         self.flush_seconds = flush_seconds
         self.stats = WriterStats()
         self._on_flush = on_flush
-        self._buffers: dict[str, list[Any]] = {table: [] for table in self.tables.values()}
+        self._buffers: dict[str, list[bytes]] = {table: [] for table in self.tables.values()}
+        self._sources: dict[str, list[Source]] = {table: [] for table in self.tables.values()}
+        self._dead_letters = JsonProducer(bootstrap)
+        self._letters_unflushed = False
         self._buffered = 0
         self._oldest: float | None = None
         self._offsets: dict[tuple[str, int], int] = {}
@@ -110,11 +124,43 @@ class StoreWriter:
 
     def _add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         if value is not None:
-            self._buffers[self.tables[topic]].append(orjson.Fragment(value))
-            self._buffered += 1
-            if self._oldest is None:
+            source = Source(topic, partition, offset)
+            if not _one_object(value):
+                self._reject(source, value, "not one JSON object on one line")
+            else:
+                table = self.tables[topic]
+                self._buffers[table].append(value)
+                self._sources[table].append(source)
+                self._buffered += 1
+            if self._oldest is None:  # a dead letter, too, is due in Kafka and then committed
                 self._oldest = time.monotonic()
         self._offsets[(topic, partition)] = offset + 1
+
+    def _insert(self, table: str, rows: list[bytes], sources: list[Source]) -> int:
+        """Insert `rows`, splitting them to dead-letter those the store refuses as data; returns
+        how many were stored. Other errors (the store is down) propagate, and the flush is
+        retried later."""
+        try:
+            return self.store.insert(table, [orjson.Fragment(row) for row in rows])
+        except StoreError as exc:
+            if not exc.bad_data:
+                raise
+            if len(rows) == 1:
+                self._reject(sources[0], rows[0], f"{table}: {exc}")
+                return 0
+            half = len(rows) // 2
+            stored = self._insert(table, rows[:half], sources[:half])
+            return stored + self._insert(table, rows[half:], sources[half:])
+
+    def _reject(self, source: Source, value: bytes, detail: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", source.topic, source.partition,
+                    source.offset, detail)  # fmt: skip
+        rejection = Rejection(UNSTORABLE_ROW, detail)
+        letter = dead_letter(rejection, value, source, time.time_ns() // 1_000_000)
+        self._dead_letters.send(topics.DLQ.name, None, letter)
+        self._letters_unflushed = True
+        self.stats.dead_letters += 1
+        metrics.DEAD_LETTERS.labels("writer", UNSTORABLE_ROW).inc()
 
     def _try_flush(self) -> bool:
         if not self._offsets:
@@ -123,15 +169,17 @@ class StoreWriter:
         try:
             for table, rows in self._buffers.items():
                 if rows:
-                    self.store.insert(table, rows)
-                    self.stats.rows_written[table] = self.stats.rows_written.get(table, 0) + len(
-                        rows
-                    )
+                    stored = self._insert(table, rows, self._sources[table])
+                    self.stats.rows_written[table] = self.stats.rows_written.get(table, 0) + stored
                     rows.clear()  # a later failure must not insert these again
+                    self._sources[table].clear()
         except StoreError as exc:
             self.stats.store_errors += 1
             self._pause(exc)
             return False
+        if self._letters_unflushed:  # in Kafka before the offsets that dropped them move on
+            self._dead_letters.flush()
+            self._letters_unflushed = False
         try:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in self._offsets.items()],
@@ -166,6 +214,13 @@ class StoreWriter:
     def _clear(self) -> None:
         for rows in self._buffers.values():
             rows.clear()
+        for sources in self._sources.values():
+            sources.clear()
         self._offsets.clear()
         self._buffered = 0
         self._oldest = None
+
+
+def _one_object(value: bytes) -> bool:
+    """Whether a message can be a JSONEachRow row: one object, on one line (cxpulse's rows are)."""
+    return value.startswith(b"{") and value.endswith(b"}") and b"\n" not in value

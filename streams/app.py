@@ -2,22 +2,24 @@
 
 faust owns consumption of `cx.keyed.v1`, partition assignment, rebalancing and offset commits.
 Each message is a batch of up to 1,000 events of one partition, so faust's per-message cost is
-paid once per batch. State lives in memory per partition and is persisted by writing every
-changed key to the compacted state topic; after a rebalance a partition's state is re-read from
-that topic before its first message is processed. Output goes through a confluent-kafka producer
-and is flushed before the message is acknowledged, so committed offsets never run ahead of the
-state and rows they produced.
+paid once per batch; messages are handled in groups (`take_events`), so one flush and one state
+write per changed key serve a whole group. State lives in memory per partition and is persisted
+by writing every changed key to the compacted state topic; after a rebalance a partition's state
+is re-read from that topic before its first message is processed. Output goes through a
+confluent-kafka producer and is flushed before the group is acknowledged, so committed offsets
+never run ahead of the state and rows they produced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import faust
-from faust.types import TP
+from faust.types import TP, Message
 
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import ShiftTable
@@ -31,10 +33,16 @@ log = logging.getLogger(__name__)
 
 APP_ID = "cxpulse"
 TICK_INTERVAL_S = 5.0
+# How long a group of keyed messages (CXPULSE_WORKER_GROUP_MESSAGES) waits to fill.
+GROUP_WAIT_S = 0.05
 
 
 def create_app(
-    bootstrap: str, partitions: int, funnels: Sequence[FunnelSpec], shifts: ShiftTable
+    bootstrap: str,
+    partitions: int,
+    funnels: Sequence[FunnelSpec],
+    shifts: ShiftTable,
+    group_messages: int,
 ) -> faust.App:
     app = faust.App(
         APP_ID,
@@ -66,23 +74,37 @@ def create_app(
             stage.persist()
             await app.loop.run_in_executor(None, output.flush)
 
+    async def handle(messages: list[Message]) -> None:
+        for partition in sorted({m.partition for m in messages} - stage.partitions.keys()):
+            stage.install(partition, await app.loop.run_in_executor(None, restore, partition))
+        stage.process_all([(m.partition, m.value, m.offset) for m in messages])
+        await flush_then_persist()
+        for message in messages:
+            highwater = app.consumer.highwater(message.tp)
+            if highwater is not None:
+                lag = max(0, highwater - message.offset - 1)
+                metrics.CONSUMER_LAG.labels("journeys", message.topic,
+                                            str(message.partition)).set(lag)  # fmt: skip
+
     @app.agent(keyed, name="journeys")
     async def journeys(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
+        async for events in stream.take_events(group_messages, within=GROUP_WAIT_S):
             try:
-                if message.partition not in stage.partitions:
-                    states = await app.loop.run_in_executor(None, restore, message.partition)
-                    stage.install(message.partition, states)
-                stage.process(message.partition, message.value, message.offset)
-                await flush_then_persist()
-                highwater = app.consumer.highwater(message.tp)
-                if highwater is not None:
-                    lag = max(0, highwater - message.offset - 1)
-                    metrics.CONSUMER_LAG.labels("journeys", message.topic,
-                                                str(message.partition)).set(lag)  # fmt: skip
+                await handle([event.message for event in events])
+            except asyncio.CancelledError:
+                # take_events acknowledges the group on the way out, finished or not.
+                die("stopped with a group of input unfinished")
             except Exception:
                 die("the journey stage failed")
+            # Its rows and states are in Kafka: acknowledge and commit the group now (take_events
+            # would acknowledge it only when the next group is asked for, and commit later), so
+            # a crash redoes as little as possible.
+            for event in events:
+                event.ack()
+            try:
+                await app.consumer.commit()
+            except Exception as exc:  # the periodic commit tries again
+                log.warning("committing the journey stage's offsets failed: %s", exc)
 
     @app.timer(TICK_INTERVAL_S)
     async def tick() -> None:

@@ -10,8 +10,7 @@ are those of docs/decisions.md, "Metric semantics".
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, tzinfo
 from typing import Any
@@ -28,7 +27,6 @@ from cxpulse.schemas.events import (
     SurveySubmitted,
     Transferred,
 )
-from cxpulse.schemas.validate import event_time_ms
 
 SHORT_ABANDON_MS = 5_000
 SERVICE_LEVEL_MS = 20_000
@@ -178,15 +176,17 @@ def _first(events: Sequence[tuple[int, Event]], kind: type) -> tuple[int, Any] |
     return next(((at, e) for at, e in events if isinstance(e, kind)), None)
 
 
-def build_contacts(events: Iterable[Event]) -> list[Contact]:
-    """Every contact of a customer key that has a `cc.contact_started`, in start order."""
-    by_contact: dict[str, list[tuple[int, Event]]] = defaultdict(list)
-    for event in events:
+def build_contacts(timeline: Sequence[tuple[int, Event]]) -> list[Contact]:
+    """Every contact of a customer key that has a `cc.contact_started`, in start order.
+
+    `timeline` is the key's events as `by_time` orders them.
+    """
+    by_contact: dict[str, list[tuple[int, Event]]] = {}
+    for at, event in timeline:
         if isinstance(event, ContactEvent):
-            by_contact[event.contact_id].append((event_time_ms(event), event))
+            by_contact.setdefault(event.contact_id, []).append((at, event))
     starts: list[tuple[int, str, list[tuple[int, Event]], ContactStarted]] = []
     for contact_id, items in by_contact.items():
-        items.sort(key=lambda p: (p[0], p[1].event_id))
         started = _first(items, ContactStarted)
         if started is not None:
             starts.append((started[0], contact_id, items, started[1]))

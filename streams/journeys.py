@@ -59,14 +59,15 @@ class Journey:
         return "abandoned" if self.closed(watermark_ms, gap_ms) else "in_progress"
 
 
-def _ordered(events: Iterable[Event]) -> list[tuple[int, Event]]:
-    return sorted(((event_time_ms(e), e) for e in events), key=lambda p: (p[0], p[1].event_id))
-
-
-def sessionize(events: Iterable[Event], gap_ms: int = GAP_MS) -> list[list[tuple[int, Event]]]:
-    """Split the portal events into runs whose consecutive gaps are at most `gap_ms`."""
+def sessionize(
+    timeline: Sequence[tuple[int, Event]], gap_ms: int = GAP_MS
+) -> list[list[tuple[int, Event]]]:
+    """Split the portal events of a `by_time` timeline into runs whose consecutive gaps are at
+    most `gap_ms`."""
     runs: list[list[tuple[int, Event]]] = []
-    for at, event in _ordered(e for e in events if isinstance(e, PortalEvent)):
+    for at, event in timeline:
+        if not isinstance(event, PortalEvent):
+            continue
         if runs and at - runs[-1][-1][0] <= gap_ms:
             runs[-1].append((at, event))
         else:
@@ -130,7 +131,7 @@ def _data(event: Event) -> dict[str, object]:
 
 def build_journeys(
     key: str,
-    events: Iterable[Event],
+    timeline: Sequence[tuple[int, Event]],
     links: Iterable[Event],
     funnels: Sequence[FunnelSpec],
     contacts: Sequence[Contact] = (),
@@ -139,13 +140,13 @@ def build_journeys(
 ) -> list[Journey]:
     """Every portal journey of a key, with escalation, order, TTR and funnel progress.
 
-    `contacts` are the key's assembled contacts (for TTR); anonymous journeys, whose contacts
-    live under the customer's key, have no TTR (docs/decisions.md).
+    `timeline` is the key's events as `by_time` orders them; `contacts` are the key's assembled
+    contacts (for TTR); anonymous journeys, whose contacts live under the customer's key, have
+    no TTR (docs/decisions.md).
     """
-    events = list(events)
-    runs = sessionize(events, gap_ms)
-    starts = [e for e in events if isinstance(e, ContactStarted)]
-    linked = [e for e in links if isinstance(e, ContactStarted)]
+    runs = sessionize(timeline, gap_ms)
+    starts = [at for at, e in timeline if isinstance(e, ContactStarted)]
+    linked = [(event_time_ms(e), e) for e in links if isinstance(e, ContactStarted)]
     resolved = sorted(
         (c.started_ms, c.contact_id, c.ended_ms) for c in contacts if c.resolved and c.ended_ms
     )
@@ -153,11 +154,10 @@ def build_journeys(
     for index, run in enumerate(runs):
         start, last = run[0][0], run[-1][0]
         next_start = runs[index + 1][0][0] if index + 1 < len(runs) else None
-        sessions = tuple(sorted({e.session_id for _, e in run if isinstance(e, PortalEvent)}))
+        sessions = tuple(sorted({e.session_id for _, e in run}))  # runs hold portal events
         escalations = [at for at, e in run if isinstance(e, HelpRequested)]
-        candidates = starts + [c for c in linked if c.data.linked_session_id in sessions]
-        for contact in candidates:
-            at = event_time_ms(contact)
+        candidates = starts + [at for at, c in linked if c.data.linked_session_id in sessions]
+        for at in candidates:
             before_next = next_start is None or at < next_start
             if start < at <= last + escalation_window_ms and before_next:
                 escalations.append(at)

@@ -25,6 +25,12 @@ def producer_config(bootstrap: str) -> dict[str, object]:
         # Kafka has it, instead of dropping it after the default five minutes.
         "message.timeout.ms": 0,
         "linger.ms": 5,
+        # Only failures call back into Python: a callback per delivered message costs about a
+        # microsecond of the worker's one core, and success needs no handling (flush waits).
+        "delivery.report.only.error": True,
+        # A group of input can produce a few hundred thousand messages before its flush; a
+        # full local queue would stall sends in 50 ms polls (BufferError below).
+        "queue.buffering.max.messages": 1_000_000,
         "compression.type": "lz4",
         "batch.size": 1_000_000,
         # A key's state can reach a few MB (MAX_EVENTS_PER_KEY events); the state topic allows it.
@@ -40,8 +46,10 @@ class JsonProducer:
     """
 
     def __init__(self, bootstrap: str) -> None:
-        self._producer = Producer(producer_config(bootstrap))
         self._errors: list[KafkaError] = []
+        # One delivery callback for the producer rather than one per message: half the cost of
+        # a produce() call (0.8 vs 1.1-1.6 µs measured).
+        self._producer = Producer({**producer_config(bootstrap), "on_delivery": self._on_delivery})
 
     def send(
         self, topic: str, key: str | bytes | None, value: object, partition: int | None = None
@@ -50,11 +58,9 @@ class JsonProducer:
         while True:
             try:
                 if partition is None:
-                    self._producer.produce(topic, payload, key, on_delivery=self._on_delivery)
+                    self._producer.produce(topic, payload, key)
                 else:
-                    self._producer.produce(
-                        topic, payload, key, partition=partition, on_delivery=self._on_delivery
-                    )
+                    self._producer.produce(topic, payload, key, partition=partition)
                 return
             except BufferError:  # local queue full: let librdkafka send some, then retry
                 self._producer.poll(0.05)

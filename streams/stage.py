@@ -18,12 +18,12 @@ from typing import Any, Protocol
 import msgspec
 
 from cxpulse.schemas.events import ContactEvent
-from cxpulse.schemas.validate import Rejection, event_time_ms
+from cxpulse.schemas.validate import Rejection, by_time, event_time_ms
 from cxpulse.sinks.store import ch_time
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import Contact, ShiftTable, build_contacts, default_shifts
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.ingest import Source, dead_letter, decode_batch
+from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter, decode_batch
 from cxpulse.streams.journeys import GAP_MS, Journey, build_journeys
 from cxpulse.streams.keyed import (
     CORRUPT_INTERNAL,
@@ -123,39 +123,66 @@ class JourneyStage:
     # -- work -----------------------------------------------------------------------------------
 
     def process(self, partition: int, value: bytes | None, offset: int = -1) -> None:
-        states = self.states(partition)
+        """One keyed batch message (see `process_all`)."""
+        self.process_all([(partition, value, offset)])
+
+    def process_all(self, messages: Sequence[tuple[int, bytes | None, int]]) -> None:
+        """Keyed batch messages, each (partition, value, offset): apply them all, then refresh
+        each changed key once.
+
+        A key that several of the messages touch is rebuilt, diffed and (by `persist`) sent
+        once, so catching up on a backlog costs about one refresh per key per group instead of
+        one per message; the rows are the same as processing the messages one by one and then
+        refreshing, since a key's rows are a function of its event set and the watermark.
+        """
+        changed: dict[int, set[str]] = {}
+        accepted = duplicates = 0
+        for partition, value, offset in messages:
+            states = self.states(partition)
+            keys = changed.setdefault(partition, set())
+            records = self._decode(partition, value, offset)
+            if records is None:
+                continue
+            outcome = apply(states, records)
+            keys.update(outcome.changed)
+            newest = self.newest_ms.get(partition, 0)
+            for key in outcome.changed:
+                newest = max(newest, states[key].newest_ms)
+            self.newest_ms[partition] = newest
+            self.max_event_ms = max(self.max_event_ms, newest)
+            for key, row in outcome.raw_rows:
+                self.output.send(topics.STORE_EVENTS_RAW.name, key, row)
+            for reason, letter in outcome.dead_letters:
+                self.output.send(topics.DLQ.name, None, letter)
+                metrics.DEAD_LETTERS.labels("journeys", reason).inc()
+            accepted += outcome.accepted
+            duplicates += outcome.duplicates
+        watermark = self.watermark_ms()
+        for partition, keys in changed.items():
+            for key in sorted(keys):
+                self._refresh(partition, key, watermark)
+                self.dirty.add((partition, key))
+            self._freshness(partition, watermark)
+        metrics.EVENTS_ACCEPTED.inc(accepted)
+        metrics.DUPLICATES.inc(duplicates)
+        if any(changed.values()):
+            metrics.KEYS.set(self.key_count())
+            metrics.OPEN_JOURNEYS.set(self.open_journeys())
+            metrics.EVENT_LAG.set(max(0.0, (self.clock() - self.max_event_ms) / 1000))
+
+    def _decode(self, partition: int, value: bytes | None, offset: int) -> list[KeyedRecord] | None:
+        """The records of a keyed batch, or None after dead-lettering one cxpulse never wrote."""
         try:
             if value is None:  # a message without a value: cxpulse never writes one here
                 raise msgspec.DecodeError("keyed message without a value")
-            records = decode_batch(value)
+            return decode_batch(value)
         except msgspec.DecodeError as exc:
             rejection = Rejection(CORRUPT_INTERNAL, f"keyed batch: {exc}")
             source = Source(topics.KEYED.name, partition, offset)
             letter = dead_letter(rejection, value or b"", source, self.clock())
             self.output.send(topics.DLQ.name, None, letter)
             metrics.DEAD_LETTERS.labels("journeys", CORRUPT_INTERNAL).inc()
-            return
-        outcome = apply(states, records)
-        for key in outcome.changed:
-            newest = states[key].newest_ms
-            self.max_event_ms = max(self.max_event_ms, newest)
-            self.newest_ms[partition] = max(self.newest_ms.get(partition, 0), newest)
-        watermark = self.watermark_ms()
-        for key in outcome.changed:
-            self._refresh(partition, key, watermark)
-            self.dirty.add((partition, key))
-        for key, row in outcome.raw_rows:
-            self.output.send(topics.STORE_EVENTS_RAW.name, key, row)
-        for reason, letter in outcome.dead_letters:
-            self.output.send(topics.DLQ.name, None, letter)
-            metrics.DEAD_LETTERS.labels("journeys", reason).inc()
-        metrics.EVENTS_ACCEPTED.inc(outcome.accepted)
-        metrics.DUPLICATES.inc(outcome.duplicates)
-        self._freshness(partition, watermark)
-        if outcome.changed:
-            metrics.KEYS.set(self.key_count())
-            metrics.OPEN_JOURNEYS.set(self.open_journeys())
-            metrics.EVENT_LAG.set(max(0.0, (self.clock() - self.max_event_ms) / 1000))
+            return None
 
     def tick(self) -> int:
         """Re-emit keys whose open journeys the watermark has closed; forget expired keys."""
@@ -182,10 +209,9 @@ class JourneyStage:
 
     def _refresh(self, partition: int, key: str, watermark: int) -> None:
         state = self.partitions[partition][key]
-        contacts = build_contacts(state.events.values())
-        journeys = build_journeys(
-            key, state.events.values(), state.links.values(), self.funnels, contacts
-        )
+        timeline = by_time(state.events.values())
+        contacts = build_contacts(timeline)
+        journeys = build_journeys(key, timeline, state.links.values(), self.funnels, contacts)
         rows = [row for j in journeys for row in journey_rows(j, self.funnels, watermark)]
         rows += [contact_row(key, c, watermark, self.shifts) for c in contacts]
         # Versions only grow, also across restarts and owners (the clock moves on meanwhile).
@@ -195,7 +221,8 @@ class JourneyStage:
             state.last_version = version + 1  # live rows carry version + 1 (see diff)
         for table, row in changes:
             self.output.send(TABLE_TOPICS[table], key, row)
-        self._prune(state, journeys, contacts, self.clock())
+        if timeline and timeline[0][0] < horizon_ms(self.clock()):  # else nothing to prune
+            self._prune(state, journeys, contacts, self.clock())
         due = [j.last_activity_ms + GAP_MS for j in journeys if not j.closed(watermark)]
         counts = self.open.setdefault(partition, {})
         self.open_total += len(due) - counts.pop(key, 0)

@@ -52,7 +52,9 @@ def test_a_worker_killed_three_times_loses_and_doubles_nothing(
     faust's first commit). Kill points are then drawn as shares of the run's progress (accepted
     events whose rows are in Kafka, which survives the kills), so they spread over the run
     between commits; each lands a random fraction of a second after its share is reached, and
-    only once the new process has worked."""
+    only once the new process has worked. The agent takes 4 keyed messages at a time (50 by
+    default), so the run has about 40 commit points for the kills to fall between."""
+    worker_env = {**worker_env, "CXPULSE_WORKER_GROUP_MESSAGES": "4"}
     rng = random.Random(7001)
     now_ms = time.time_ns() // 1_000_000
     messages = history(now_ms - 8 * HOUR, 6000, seed=71)

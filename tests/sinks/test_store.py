@@ -94,6 +94,18 @@ def test_errors_carry_clickhouse_message(store: Store) -> None:
         store.query("SELECT * FROM no_such_table")
 
 
+def test_refused_data_is_told_apart_from_an_unavailable_store(store: Store) -> None:
+    """The writer dead-letters rows only for errors about the data; anything else is retried."""
+    migrate(store)
+    with pytest.raises(StoreError) as refused:
+        store.insert("events_raw", [_raw_row("e1", 1, occurred_at="yesterday")])
+    assert refused.value.bad_data, str(refused.value)
+    with pytest.raises(StoreError) as missing:
+        store.insert("no_such_table", [_raw_row("e1", 1)])
+    assert not missing.value.bad_data
+    assert not StoreError("cannot reach ClickHouse: Connection refused").bad_data
+
+
 def test_string_parameters_round_trip_any_characters(store: Store) -> None:
     value = "a\nb\\c\td'e\r\x00f ☃"
     rows = store.query("SELECT {v:String} AS v, length({v:String}) AS n", {"v": value})

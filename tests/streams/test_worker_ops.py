@@ -3,6 +3,9 @@ in hand and commits it (so a restart re-reads nothing)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -80,3 +83,21 @@ def test_metrics_json_logs_and_a_graceful_sigterm(
                          ("cxpulse", topics.KEYED.name)):  # fmt: skip
         ends = _ends(admin, fresh_bootstrap, topic, 4)
         assert _committed(admin, group, topic, 4) == ends, (group, topic)
+
+
+def test_a_sigterm_while_starting_exits_cleanly(fresh_env: dict[str, str], tmp_path: Path) -> None:
+    """An orchestrator may stop a worker that is still starting (before faust handles signals)."""
+    log = tmp_path / "worker.log"
+    command = [sys.executable, "-m", "cxpulse.deploy.cli", "worker", "--metrics-port", "0"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=fresh_env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"metrics on" not in log.read_bytes():  # faust is not running yet
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        proc.kill()
