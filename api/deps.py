@@ -54,10 +54,15 @@ async def require_key(
     ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
+    """RFC 6750: no key is a bare `Bearer` challenge; a key not (or no longer) configured is
+    `invalid_token`, also 401 (403 would say the key is valid but lacks a permission)."""
     if credentials is None:
         raise Problem(401, "Unauthorized", "send 'Authorization: Bearer <API key>'")
     if not ctx.keys.accepts(credentials.credentials):
-        raise Problem(403, "Forbidden", "the API key is not (or no longer) accepted")
+        raise Problem(
+            401, "Unauthorized", "the API key is not (or no longer) accepted",
+            challenge='Bearer error="invalid_token"',
+        )  # fmt: skip
 
 
 def parse_time_ms(text: str, name: str) -> int:
@@ -142,6 +147,9 @@ def interval_s(ctx: ApiContext, window: TimeRange, interval: str | None) -> int 
         raise Problem(400, "Bad request", str(exc)) from None
     if seconds < 60 or seconds % 60:
         raise Problem(400, "Bad request", "interval must be whole minutes, 1m or more")
+    limit = ctx.settings.api_max_range_days
+    if seconds > limit * DAY_MS // 1000:
+        raise Problem(400, "Bad request", f"interval may be at most {limit}d, the longest range")
     points = (window.end_ms - window.start_ms) // (seconds * 1000) + 1
     if points > ctx.settings.api_max_points:
         raise Problem(

@@ -27,32 +27,43 @@ class ProblemModel(BaseModel):
 
 
 class Problem(Exception):
-    """Raised by handlers for a 4xx/5xx with a title and a detail for the caller."""
+    """Raised by handlers for a 4xx/5xx with a title and a detail for the caller; a 401 carries
+    its RFC 6750 challenge (`WWW-Authenticate`), plain `Bearer` unless told otherwise."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str | None = None, challenge: str = "Bearer"
+    ) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail = status, title, detail
+        self.challenge = challenge
 
 
 def problem_response(
-    status: int, title: str, detail: str | None = None, **extra: Any
+    status: int, title: str, detail: str | None = None, challenge: str = "Bearer", **extra: Any
 ) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-# Declared on every route so the OpenAPI document says what errors look like.
+# Declared on every route so the OpenAPI document says what errors look like. No 403: a key is
+# either accepted (every route) or not (401), there are no per-route permissions.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemModel, "content": {MEDIA_TYPE: {}}}
-    for code in (400, 401, 403, 404, 422, 503)
+    code: {"model": ProblemModel, "content": {MEDIA_TYPE: {}}} for code in (400, 401, 404, 422, 503)
+}
+PROBLEM_RESPONSES[401]["headers"] = {
+    "WWW-Authenticate": {
+        "description": 'RFC 6750: `Bearer` without a key, `Bearer error="invalid_token"` with an '
+        "unknown one.",
+        "schema": {"type": "string"},
+    }
 }
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail)
+        return problem_response(exc.status, exc.title, exc.detail, exc.challenge)
 
     @app.exception_handler(QueryError)
     async def _query(_request: Request, exc: QueryError) -> JSONResponse:

@@ -20,8 +20,9 @@ from cxpulse.dashboards.config import DATASOURCE_TYPE, BoardConfig
 GRAFANA_DIR = Path(__file__).resolve().parent / "grafana"
 #: Where the compose stack mounts the dashboards' JSON inside the Grafana container.
 CONTAINER_DASHBOARDS = "/var/lib/grafana/dashboards/cxpulse"
-#: The compose stack's ClickHouse as Grafana reaches it (password from Grafana's environment).
-COMPOSE_CLICKHOUSE = "http://cxpulse:$CLICKHOUSE_PASSWORD@clickhouse:8123"
+#: The compose stack's ClickHouse as Grafana reaches it: as the read-only `grafana` user
+#: (deploy/clickhouse/users.d/grafana.xml), password from Grafana's environment.
+COMPOSE_CLICKHOUSE = "http://grafana:$GRAFANA_CLICKHOUSE_PASSWORD@clickhouse:8123"
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cxpulse.streams.contacts import DEFAULT_SHIFTS
 
 if TYPE_CHECKING:
+    from cxpulse.schemas.validate import Bounds
     from cxpulse.streams.contacts import ShiftTable
     from cxpulse.streams.evaluator import AlertConfig
+    from cxpulse.streams.keyed import KeyLimits
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,22 @@ class Settings(BaseSettings):
         ge=1,
         description="Keyed messages (up to 1,000 events each) a worker's journey stage handles "
         "together: each changed key is rebuilt and its state written once per group.",
+    )
+    max_event_bytes: int = Field(
+        64 * 1024, ge=1024, le=512 * 1024, description="Largest input message accepted (bytes)."
+    )
+    max_attrs: int = Field(32, ge=1, description="Most `attrs` entries an event may carry.")
+    max_attr_key_chars: int = Field(64, ge=1, description="Longest `attrs` key (characters).")
+    max_attr_value_chars: int = Field(256, ge=1, description="Longest `attrs` value (characters).")
+    max_key_events: int = Field(
+        20_000, ge=1, description="Most events one journey key holds; the excess is dead-lettered."
+    )
+    max_key_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        le=300 * 1024,
+        description="Most bytes of events one journey key holds; the excess is dead-lettered. "
+        "Its state message is at most about three times this, within Kafka's default 1 MiB.",
     )
     clickhouse_url: str | None = Field(
         None,
@@ -106,8 +124,16 @@ class Settings(BaseSettings):
     alert_service_level_target: float = Field(
         0.8, gt=0, le=1, description="Service level below which a rise of misses is a breach."
     )
-    alert_webhook_urls: str | None = Field(
-        None, description="Comma-separated URLs that get Alertmanager-compatible webhook POSTs."
+    alert_no_data_seconds: int = Field(
+        300,
+        ge=0,
+        description="no_data fires when a funnel's first step saw no journey for this long while "
+        "its baseline rate made that silence improbable; 0 turns the rule off.",
+    )
+    alert_webhook_urls: SecretStr | None = Field(
+        None,
+        description="Comma-separated URLs that get Alertmanager-compatible webhook POSTs (secret: "
+        "Slack and Teams hooks carry their credential in the URL).",
     )
     alert_webhook_max_attempts: int = Field(
         8, ge=1, description="Attempts per notification (exponential backoff from 0.5 s)."
@@ -212,6 +238,7 @@ class Settings(BaseSettings):
             contact_segments=_names(self.alert_contact_segments),
             contact_settle_ms=self.alert_contact_settle_seconds * 1000,
             service_level_target=self.alert_service_level_target,
+            no_data_ms=self.alert_no_data_seconds * 1000,
             thresholds=Thresholds(
                 min_z=self.alert_min_z,
                 min_relative_increase=self.alert_min_relative_increase,
@@ -220,6 +247,18 @@ class Settings(BaseSettings):
                 resolve_after=self.alert_resolve_after,
             ),
         )
+
+    def bounds(self) -> Bounds:
+        from cxpulse.schemas.validate import Bounds
+
+        return Bounds(
+            self.max_event_bytes, self.max_attrs, self.max_attr_key_chars, self.max_attr_value_chars
+        )
+
+    def key_limits(self) -> KeyLimits:
+        from cxpulse.streams.keyed import KeyLimits
+
+        return KeyLimits(self.max_key_events, self.max_key_bytes)
 
     def shift_table(self) -> ShiftTable:
         from zoneinfo import ZoneInfo

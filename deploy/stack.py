@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,8 +98,11 @@ class AlertService:
         external = f"http://{settings.api_host}:{settings.api_port}"
         retry = {"max_attempts": settings.alert_webhook_max_attempts}
         self.sinks = [TopicSink(self.producer, self.producer.flush)]
-        urls = [url.strip() for url in (settings.alert_webhook_urls or "").split(",")]
-        self.sinks += [WebhookSink(url, external, **retry) for url in urls if url]
+        hooks = settings.alert_webhook_urls
+        urls = [url.strip() for url in (hooks.get_secret_value() if hooks else "").split(",")]
+        self.sinks += [
+            WebhookSink(url, external, index=i, **retry) for i, url in enumerate(filter(None, urls))
+        ]
         if settings.grafana_url:
             token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
             self.sinks.append(GrafanaAnnotationSink(settings.grafana_url, token, **retry))
@@ -145,6 +148,42 @@ def run_simulator(bootstrap: str, rate: float, stop: threading.Event) -> None:
             break
 
 
+#: A worker exits with this status to have its work redone from Kafka (streams/app.py `die`):
+#: it lost a partition to another worker, or a failure left its state ahead of Kafka.
+REDO_EXIT = 70
+#: Restarts `up` makes within RESTART_WINDOW_S before it calls it a crash loop and stops.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
+
+
+class Respawned:
+    """The worker process of `up`, started again when it exits with REDO_EXIT."""
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]]) -> None:
+        self.start = start
+        self.proc = start()
+        self.restarts: list[float] = []
+
+    def check(self) -> str | None:
+        """None while a worker runs; what went wrong when it exited for good."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S]
+        if code != REDO_EXIT or len(self.restarts) >= MAX_RESTARTS:
+            again = (
+                f" ({len(self.restarts)} restarts in {RESTART_WINDOW_S:.0f} s)"
+                if code == REDO_EXIT
+                else ""
+            )
+            return f"the worker exited with code {code}{again}; see its log"
+        self.restarts.append(now)
+        console.print(f"the worker exited with code {code} to redo its work; starting it again")
+        self.proc = self.start()
+        return None
+
+
 def spawn_child(args: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
     """A cxpulse subcommand as a child that dies with this process and ignores terminal Ctrl-C."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +222,7 @@ class Stack:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         logs = settings.data_dir.resolve() / "logs"
         broker: KafkaBroker | None = None
-        worker: subprocess.Popen[bytes] | None = None
+        workers: Respawned | None = None
         store = None
         writer_stop = threading.Event()
         writer_thread: threading.Thread | None = None
@@ -212,11 +251,8 @@ class Stack:
             api.start()
             alerts = AlertService(store, bootstrap, settings, funnels)
             alerts.start()
-            worker = spawn_child(
-                ["worker"],
-                {"CXPULSE_KAFKA_BOOTSTRAP": bootstrap, "CXPULSE_LOG_FORMAT": "json"},
-                logs / "worker.log",
-            )
+            worker_env = {"CXPULSE_KAFKA_BOOTSTRAP": bootstrap, "CXPULSE_LOG_FORMAT": "json"}
+            workers = Respawned(lambda: spawn_child(["worker"], worker_env, logs / "worker.log"))
             if self.simulator:
                 # A daemon: a producer stuck on an unreachable broker must not keep `up` alive.
                 simulator = threading.Thread(
@@ -236,14 +272,15 @@ class Stack:
                 else str(settings.chdb_path),
                 "data_dir": str(settings.data_dir.resolve()),
                 "api_url": api.url,
-                "worker_pids": [worker.pid],
+                "worker_pids": [workers.proc.pid],
                 "broker_pid": broker.running_pid() if broker else None,
                 "logs": str(logs),
             }
             settings.stack_file.write_text(json.dumps(info, indent=2))
             self._print_banner(info, len(applied), shown_key)
-            failure = self._supervise(writer, writer_thread, worker, broker, api)
+            failure = self._supervise(writer, writer_thread, workers, broker, api)
         finally:
+            worker = None if workers is None else workers.proc
             # In dependency order: traffic, worker (flushes its output), writer (stores what the
             # worker produced), broker.
             self.stop.set()
@@ -281,15 +318,17 @@ class Stack:
         self,
         writer: StoreWriter,
         writer_thread: threading.Thread,
-        worker: subprocess.Popen[bytes],
+        workers: Respawned,
         broker: KafkaBroker | None,
         api: BackgroundApi,
     ) -> str | None:
-        """Wait for a stop request (None) or a dead part (what died)."""
+        """Wait for a stop request (None) or a dead part (what died). A worker that exits to
+        have its work redone from Kafka is started again, unless it keeps doing so."""
         next_report = time.monotonic() + 5
         while not self.stop.wait(0.5):
-            if worker.poll() is not None:
-                return f"the worker exited with code {worker.returncode}; see its log"
+            failure = workers.check()
+            if failure is not None:
+                return failure
             if not writer_thread.is_alive():
                 return "the store writer stopped; see the log above"
             if not api.alive:

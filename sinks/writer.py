@@ -79,6 +79,15 @@ class StoreWriter:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",
+                # Rows are written in the journey stage's transactions: never store a row of
+                # one that was aborted or fenced (a worker that lost its partition, issue 14).
+                # Offsets committed stay last row + 1, so a commit marker after it stays
+                # unconsumed (tests/support/kafka.py `behind` knows).
+                "isolation.level": "read_committed",
+                # As the worker's consumers: a dead writer's partitions move on after 10 s,
+                # not librdkafka's default 45 s.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
             }
         )
         self._consumer.subscribe(
@@ -106,8 +115,11 @@ class StoreWriter:
             self._consumer.close()
 
     def poll_once(self, timeout_s: float = 0.2) -> None:
-        if self._paused and time.monotonic() >= self._retry_at:
-            self._try_flush()
+        if self._paused:
+            if time.monotonic() >= self._retry_at:
+                self._try_flush()
+            # Retry on time: a poll must not run past the backoff it waits out.
+            timeout_s = min(timeout_s, max(0.0, self._retry_at - time.monotonic()))
         messages = self._consumer.consume(num_messages=10_000, timeout=timeout_s)
         for message in messages:
             error = message.error()
@@ -125,8 +137,9 @@ class StoreWriter:
     def _add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         if value is not None:
             source = Source(topic, partition, offset)
-            if not _one_object(value):
-                self._reject(source, value, "not one JSON object on one line")
+            problem = _unstorable(value)
+            if problem is not None:
+                self._reject(source, value, problem)
             else:
                 table = self.tables[topic]
                 self._buffers[table].append(value)
@@ -142,8 +155,9 @@ class StoreWriter:
         retried later."""
         try:
             return self.store.insert(table, [orjson.Fragment(row) for row in rows])
-        except StoreError as exc:
-            if not exc.bad_data:
+        except (StoreError, ValueError, TypeError) as exc:
+            # ValueError/TypeError: rows the client could not even encode are bad data too.
+            if isinstance(exc, StoreError) and not exc.bad_data:
                 raise
             if len(rows) == 1:
                 self._reject(sources[0], rows[0], f"{table}: {exc}")
@@ -221,6 +235,14 @@ class StoreWriter:
         self._oldest = None
 
 
-def _one_object(value: bytes) -> bool:
-    """Whether a message can be a JSONEachRow row: one object, on one line (cxpulse's rows are)."""
-    return value.startswith(b"{") and value.endswith(b"}") and b"\n" not in value
+def _unstorable(value: bytes) -> str | None:
+    """Why a message cannot be a JSONEachRow row, or None: a row is one object on one line (as
+    cxpulse writes them) and UTF-8, since ClickHouse would store other bytes as they are and
+    every reader of the table would fail on them later."""
+    if not (value.startswith(b"{") and value.endswith(b"}") and b"\n" not in value):
+        return "not one JSON object on one line"
+    try:
+        value.decode()
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 at byte {exc.start}: {exc.reason}"
+    return None

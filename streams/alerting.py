@@ -3,7 +3,9 @@
 The detector compares a windowed rate (timely drop-off at a funnel step, abandonment, ...)
 with its trailing baseline by a two-proportion z-test (design section 7). An alert fires only
 when the rise is significant (z), material (relative increase) and backed by enough volume;
-it resolves after consecutive clean evaluations, so it does not flap.
+it resolves after consecutive clean evaluations, so it does not flap. The no_data rule fires
+when a funnel's first step saw no journey for a while although its baseline rate makes that
+silence improbable: a broken portal or a dead producer sends nothing, which no rate can show.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def alert_id(rule: str, funnel: str | None, step_name: str | None, segment: dict
 DROPOFF = "dropoff_rising"
 SERVICE_LEVEL = "service_level_breach"
 ABANDONMENT = "abandonment_spike"
+NO_DATA = "no_data"
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ class Observation:
     base_hits: int
     base_n: int
     gate: bool = True  # a condition the rule adds to the test (service level below target)
+    # Silence rules (no_data): the journeys the baseline rate expects in the window. The rule is
+    # judged by `judge_silence`, not by the two-proportion test, and is not one of its tests.
+    expected: float | None = None
 
     @property
     def id(self) -> str:
@@ -204,6 +210,34 @@ def contact_observations(rows: Iterable[Mapping[str, Any]], sl_target: float) ->
     return out
 
 
+def no_data_observation(
+    funnel: str, first_step: str, seen: int, base: int, span_ms: int, baseline_ms: int
+) -> Observation:
+    """The no_data rule of one funnel: `seen` journeys reached its first step in the last
+    `span_ms`, `base` in the `baseline_ms` before that (so base * span / baseline expected)."""
+    expected = base * span_ms / baseline_ms if baseline_ms > 0 else 0.0
+    return Observation(NO_DATA, funnel, first_step, {}, 0, seen, 0, base, expected=expected)
+
+
+def silence_z(seen: int, expected: float) -> float | None:
+    """How surprising it is that nothing arrived where `expected` journeys were due at the
+    baseline rate: the normal quantile of the Poisson probability of none, exp(-expected), so
+    the same min_z bounds false alarms as for the rate rules (z >= 3 needs about 6.6 expected
+    journeys). None when something arrived or nothing was expected."""
+    if seen > 0 or expected <= 0:
+        return None
+    return -_NORMAL.inv_cdf(max(math.exp(-expected), 1e-300))
+
+
+def judge_silence(seen: int, expected: float, t: Thresholds = Thresholds()) -> Verdict:
+    """The no_data verdict. Its rates are relative to the baseline's traffic (seen ÷ expected
+    against 1.0), so notifications and dashboards that show rates as percentages read "0 % of
+    the usual traffic"."""
+    z = silence_z(seen, expected)
+    current, baseline = (seen / expected, 1.0) if expected > 0 else (None, None)
+    return Verdict(z is not None and z >= t.min_z, current, baseline, z, seen)
+
+
 def _segment(row: Mapping[str, Any]) -> dict[str, str]:
     return {str(row["attr"]): str(row["value"])} if row["attr"] else {}
 
@@ -236,12 +270,16 @@ def evaluate(
     """One evaluation of every observation, and of live alerts that have none this time (they
     count as clean, so they resolve). Updates `states`, keeping only pending and firing alerts;
     returns an outcome for every alert that is, or just stopped being, firing or pending."""
-    tests = sum(1 for o in observations if o.window_n >= t.min_window and o.base_n > 0)
-    t = replace(t, min_z=critical_z(t.min_z, tests))
+    rates = [o for o in observations if o.expected is None]
+    tests = sum(1 for o in rates if o.window_n >= t.min_window and o.base_n > 0)
+    raised = replace(t, min_z=critical_z(t.min_z, tests))
     outcomes = []
     seen = set()
     for obs in observations:
-        verdict = judge(obs.window_hits, obs.window_n, obs.base_hits, obs.base_n, t)
+        if obs.expected is not None:  # one test per funnel: the unraised z
+            verdict = judge_silence(obs.window_n, obs.expected, t)
+        else:
+            verdict = judge(obs.window_hits, obs.window_n, obs.base_hits, obs.base_n, raised)
         if not obs.gate:
             verdict = replace(verdict, breach=False)
         seen.add(obs.id)

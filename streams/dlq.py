@@ -59,6 +59,8 @@ def read_dead_letters(bootstrap: str, topic: str = topics.DLQ.name) -> Iterator[
             "bootstrap.servers": bootstrap,
             "group.id": f"cxpulse-dlq-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
+            # The journey stage dead-letters inside its transactions: not what they aborted.
+            "isolation.level": "read_committed",
         }
     )
     try:

@@ -2,10 +2,19 @@
 
 It runs where the store is read (beside the store writer: in `cxpulse up`, or in `cxpulse
 writer` with a ClickHouse server), because the rules need every partition's journeys at once.
-Evaluation times follow event time, not the wall clock: the store's freshness (the stalest
-partition's newest event, minus the allowed lateness) says up to when the data is complete, and
-every 30 s grid point up to there is evaluated in order, so a replay or a backlog is judged
-point by point exactly as live traffic would have been.
+Evaluation times follow the workers' watermarks: the stalest partition's watermark in the
+freshness table says up to when the data is complete, and every 30 s grid point up to there is
+evaluated in order. A partition with input has its newest event time minus the allowed lateness
+as watermark, so a replay or a backlog is judged point by point exactly as live traffic would
+have been; a quiet partition (caught up, nothing new) has the wall clock minus the lateness
+(design section 5), so when traffic stops evaluation goes on: journeys stalled mid-funnel count
+as timely drop-off and the no_data rule sees the silence.
+
+Consecutive grid points share all but the edges of their 24 h baselines, so the rules' counts
+are read for batches of points at once (sinks.queries.*_batch): the windows of every point the
+data is complete for, and the baselines of a few points ahead, whose windows are then read one
+by one as they become due. A catch-up costs about one query per rule per TAU_REFRESH_MS of
+event time instead of one baseline scan per point, with the same counts.
 
 State (pending and firing alerts) lives in memory and is rebuilt from the alerts table on start
 (firing alerts stay firing: no second notification after a restart; a pending count restarts).
@@ -28,7 +37,6 @@ from cxpulse.streams import alerting, metrics
 from cxpulse.streams.alerting import AlertState, Observation, Outcome, Thresholds
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.notify import summary
-from cxpulse.streams.stage import ALLOWED_LATENESS_MS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,8 @@ log = logging.getLogger(__name__)
 MAX_CATCH_UP = 240
 #: A partition whose freshness is older than this (wall clock) is left out of `complete_until`.
 IDLE_PARTITION_MS = 3_600_000
-#: How long (event time) an estimate of tau is used before it is made again.
+#: How long (event time) an estimate of tau is used before it is made again; also the longest
+#: batch of grid points whose counts are read at once.
 TAU_REFRESH_MS = 5 * 60_000
 
 
@@ -50,6 +59,7 @@ class AlertConfig:
     contact_segments: tuple[str, ...] = ("queue", "channel")
     contact_settle_ms: int = 5 * 60_000
     service_level_target: float = 0.8
+    no_data_ms: int = 5 * 60_000  # the no_data rule's silence span; 0 turns the rule off
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -57,6 +67,10 @@ class AlertSink(Protocol):
     """Where changes go: `notify` is False while the alert is silenced."""
 
     def publish(self, change: str, alert: dict[str, Any], notify: bool) -> None: ...
+
+
+#: Reads a rule's batch: (first point, points, points with a window, whether baselines too).
+BatchReader = Callable[[int, int, int, bool], queries.Batch]
 
 
 def _wall_ms() -> int:
@@ -81,20 +95,24 @@ class AlertEvaluator:
         self.last_at: int | None = None
         self.settled: int | None = None  # complete_until as the previous round saw it
         self._tau_cache: dict[str, tuple[int, dict[int, int]]] = {}
+        self._batches: dict[str, tuple[object, queries.Batch]] = {}  # rule -> (its taus, batch)
+        self._complete_to: int | None = None  # the last grid point due this round
         self._restored = False
 
     # -- when ------------------------------------------------------------------------------------
 
     def complete_until(self) -> int | None:
-        """Event time up to which every partition's data is in the store (None: no data yet)."""
+        """Event time up to which every partition's data is in the store (None: no data yet):
+        the stalest watermark. A worker writes its newest event time minus the allowed lateness
+        while a partition has input, and the wall clock minus the lateness once it is quiet."""
         partitions = queries.freshness(self.store)
         if not partitions:
             return None
-        # A partition not written for an hour while others are (no traffic, or gone after a
-        # change of the partition count) must not hold every alert back.
+        # A partition not written for an hour while others are (its worker gone, or the
+        # partition gone after a change of the partition count) must not hold every alert back.
         latest = max(p["updated_ms"] for p in partitions)
         live = [p for p in partitions if p["updated_ms"] >= latest - IDLE_PARTITION_MS]
-        return min(p["newest_ms"] for p in live) - ALLOWED_LATENESS_MS
+        return min(p["watermark_ms"] for p in live)
 
     def due(self) -> list[int]:
         """The grid points to evaluate now, oldest first: up to what the previous round found
@@ -124,6 +142,7 @@ class AlertEvaluator:
         if not self._restored:
             self._restore()
         points = self.due()
+        self._complete_to = points[-1] if points else None
         current = {row["id"]: row for row in queries.alerts(self.store)} if points else {}
         wall = self.clock()
         silenced = {i for i, r in current.items() if (r["silenced_ms"] or 0) > wall}
@@ -143,23 +162,93 @@ class AlertEvaluator:
         return done
 
     def observe(self, at_ms: int) -> list[Observation]:
-        """Every rule's counts at `at_ms`: timely drop-off per funnel step, then contacts."""
+        """Every rule's counts at `at_ms` (the data must be complete up to it): timely drop-off
+        per funnel step and no_data per funnel, then contacts."""
         c = self.config
         observations = []
         for funnel in self.funnels:
             taus = self._taus(funnel, at_ms)
-            rows = queries.timely_dropoff(
-                self.store, funnel.name, taus, at_ms, window_ms=c.window_ms,
-                baseline_ms=c.baseline_ms, span_ms=funnel.window_ms,
-                segment_attrs=c.segment_attrs,
-            )  # fmt: skip
-            step_names = [s.name for s in funnel.steps]
-            observations += alerting.dropoff_observations(funnel.name, step_names, rows)
-        rows = queries.contact_alert_counts(
-            self.store, at_ms, settle_ms=c.contact_settle_ms, window_ms=c.window_ms,
-            baseline_ms=c.baseline_ms, segment_columns=c.contact_segments,
-        )  # fmt: skip
+            steps = [s.name for s in funnel.steps]
+            counts = self._counts(f"dropoff/{funnel.name}", at_ms, c.window_ms, taus,
+                                  self._dropoff(funnel, taus))  # fmt: skip
+            rows = [{"k": k, "attr": attr, "value": value, "window_n": w[0], "window_hits": w[1],
+                     "base_n": b[0], "base_hits": b[1]}
+                    for (k, attr, value), w, b in counts]  # fmt: skip
+            observations += alerting.dropoff_observations(funnel.name, steps, rows)
+            if c.no_data_ms > 0:
+                entries = self._counts(f"no_data/{funnel.name}", at_ms, c.no_data_ms, None,
+                                       self._entries(funnel))  # fmt: skip
+                seen, base = (entries[0][1][0], entries[0][2][0]) if entries else (0, 0)
+                observations.append(alerting.no_data_observation(
+                    funnel.name, steps[0], seen, base, c.no_data_ms, c.baseline_ms))  # fmt: skip
+        counts = self._counts("contacts", at_ms, c.window_ms, None, self._contacts)
+        rows = [{"attr": attr, "value": value, "window_sl_n": w[1], "window_sl_misses": w[2],
+                 "window_queued": w[3], "window_abandoned": w[4], "base_sl_n": b[1],
+                 "base_sl_misses": b[2], "base_queued": b[3], "base_abandoned": b[4]}
+                for (attr, value), w, b in counts]  # fmt: skip
         return observations + alerting.contact_observations(rows, c.service_level_target)
+
+    def _counts(
+        self, rule: str, at_ms: int, lead_ms: int, taus: object, read: BatchReader
+    ) -> list[tuple[tuple[Any, ...], tuple[int, ...], tuple[int, ...]]]:
+        """A rule's (key, window counts, baseline counts) at `at_ms`, sorted by key, from the
+        rule's batch holding `at_ms` (read anew when none does or tau changed); a window the
+        batch lacks is read alone now.
+
+        A batch reads the windows of the points due this round (their data is complete) and
+        the baselines of up to `lead_ms` / every more points: a baseline's newest rows are
+        `lead_ms` (the window, or the no_data span) older than its point, so those are complete
+        at the batch's first point already."""
+        cached = self._batches.get(rule)
+        index = cached[1].index(at_ms) if cached is not None and cached[0] == taus else None
+        if cached is None or index is None:
+            every = self.config.every_ms
+            cap = max(1, TAU_REFRESH_MS // every)
+            due = 1 if self._complete_to is None else (self._complete_to - at_ms) // every + 1
+            known = min(cap, max(1, due))
+            batch = read(at_ms, min(cap, max(known, lead_ms // every + 1)), known, True)
+            self._batches[rule], index = (taus, batch), 0
+        else:
+            batch = cached[1]
+        if index < batch.known:
+            window = batch.windows[index]
+        else:
+            window = read(at_ms, 1, 1, False).windows[0]
+        base = batch.baselines[index]
+        zero = (0,) * len(next(iter([*window.values(), *base.values()]), ()))
+        return [(key, window.get(key, zero), base.get(key, zero))
+                for key in sorted(window.keys() | base.keys())]  # fmt: skip
+
+    def _dropoff(self, funnel: FunnelSpec, taus: dict[int, int]) -> BatchReader:
+        c = self.config
+
+        def read(first_ms: int, points: int, known: int, baseline: bool) -> queries.Batch:
+            return queries.timely_dropoff_batch(
+                self.store, funnel.name, taus, first_ms, every_ms=c.every_ms, points=points,
+                known=known, window_ms=c.window_ms, baseline_ms=c.baseline_ms if baseline else 0,
+                span_ms=funnel.window_ms, segment_attrs=c.segment_attrs,
+            )  # fmt: skip
+
+        return read
+
+    def _entries(self, funnel: FunnelSpec) -> BatchReader:
+        c = self.config
+
+        def read(first_ms: int, points: int, known: int, baseline: bool) -> queries.Batch:
+            return queries.funnel_entries_batch(
+                self.store, funnel.name, first_ms, every_ms=c.every_ms, points=points,
+                known=known, span_ms=c.no_data_ms, baseline_ms=c.baseline_ms if baseline else 0,
+            )  # fmt: skip
+
+        return read
+
+    def _contacts(self, first_ms: int, points: int, known: int, baseline: bool) -> queries.Batch:
+        c = self.config
+        return queries.contact_alert_batch(
+            self.store, first_ms, every_ms=c.every_ms, points=points, known=known,
+            settle_ms=c.contact_settle_ms, window_ms=c.window_ms,
+            baseline_ms=c.baseline_ms if baseline else 0, segment_columns=c.contact_segments,
+        )  # fmt: skip
 
     def _taus(self, funnel: FunnelSpec, at_ms: int) -> dict[int, int]:
         """tau per step k >= 1, re-estimated every TAU_REFRESH_MS of event time: a p90 over a

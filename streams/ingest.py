@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 import msgspec
 import orjson
 
-from cxpulse.schemas.events import ContactStarted
-from cxpulse.schemas.validate import Rejection, journey_key, validate
+from cxpulse.schemas.events import ContactStarted, Event
+from cxpulse.schemas.validate import DEFAULT_BOUNDS, Bounds, Rejection, journey_key, validate
 
 # A keyed batch message stays well under Kafka's default 1 MB message limit.
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 512 * 1024
+#: Dead-letter reason of an input message whose processing failed in a way no known input causes.
+UNPROCESSABLE = "unprocessable"
 # Dead letters carry at most this much of the original (base64 grows it by a third).
 MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
 
@@ -94,25 +96,32 @@ class RoutedBatch:
 
 
 def route(
-    messages: Iterable[tuple[bytes, Source]], partitions: int, received_ms: int
+    messages: Iterable[tuple[bytes, Source]],
+    partitions: int,
+    received_ms: int,
+    bounds: Bounds = DEFAULT_BOUNDS,
 ) -> RoutedBatch:
-    """Validate each message and group valid events into per-partition batches."""
+    """Validate each message and group valid events into per-partition batches.
+
+    Every message ends accepted or dead-lettered: an unexpected failure on one message (no
+    known input causes one; a test feeds arbitrary bytes) dead-letters it as `unprocessable`
+    rather than stopping the stage, which would re-read the same poll and stop again.
+    """
     result = RoutedBatch()
     sizes: dict[int, int] = {}
     for raw, source in messages:
-        outcome = validate(raw, received_ms)
+        try:
+            outcome = validate(raw, received_ms, bounds)
+            if not isinstance(outcome, Rejection):
+                targets = _targets(outcome)
+        except Exception as exc:
+            outcome = Rejection(UNPROCESSABLE, f"{type(exc).__name__}: {exc}")
         if isinstance(outcome, Rejection):
             result.dead_letters.append(
                 (outcome.reason, dead_letter(outcome, raw, source, received_ms))
             )
             continue
         result.accepted += 1
-        key = journey_key(outcome)
-        targets = [(key, False)]
-        if isinstance(outcome, ContactStarted) and outcome.data.linked_session_id:
-            linked = f"s:{outcome.data.linked_session_id}"
-            if linked != key:
-                targets.append((linked, True))
         for target_key, link in targets:
             p = partition_for(target_key, partitions)
             record = KeyedRecord(
@@ -129,6 +138,18 @@ def route(
             sizes[p] = size
             batches[-1].append(record)
     return result
+
+
+def _targets(event: Event) -> list[tuple[str, bool]]:
+    """The keys an event goes to, and whether as a link: a contact also reaches the anonymous
+    session it names, so that journey sees its escalation."""
+    key = journey_key(event)
+    targets = [(key, False)]
+    if isinstance(event, ContactStarted) and event.data.linked_session_id:
+        linked = f"s:{event.data.linked_session_id}"
+        if linked != key:
+            targets.append((linked, True))
+    return targets
 
 
 def encode_batch(records: Sequence[KeyedRecord]) -> bytes:

@@ -14,6 +14,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from cxpulse.schemas.validate import DEFAULT_BOUNDS, Bounds
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.ingest import Source, encode_batch, route
 from cxpulse.streams.producer import JsonProducer
@@ -23,7 +24,10 @@ LAG_EVERY_S = 5.0
 
 
 class IngestStage:
-    def __init__(self, bootstrap: str, group_id: str = "cxpulse-ingest") -> None:
+    def __init__(
+        self, bootstrap: str, group_id: str = "cxpulse-ingest", bounds: Bounds = DEFAULT_BOUNDS
+    ) -> None:
+        self.bounds = bounds
         self.output = JsonProducer(bootstrap)
         self.partitions = self.output.partitions(topics.KEYED.name)
         self.consumer = Consumer(
@@ -82,7 +86,7 @@ class IngestStage:
             offsets[(source.topic, source.partition)] = source.offset + 1
         if not batch:
             return 0
-        routed = route(batch, self.partitions, time.time_ns() // 1_000_000)
+        routed = route(batch, self.partitions, time.time_ns() // 1_000_000, self.bounds)
         for partition, chunks in routed.keyed.items():
             for chunk in chunks:
                 self.output.send(topics.KEYED.name, None, encode_batch(chunk), partition)

@@ -10,9 +10,11 @@ Retention: a key keeps every event that a future valid event could still interac
 event is at most MAX_EVENT_AGE_MS [30 d] old (ingest rejects older ones) and looks back at most
 RETENTION_MS [7 d] (the FCR window, the longest), so events older than now - 37 d can go: the
 journey stage prunes old journeys whole (`stage.py`), and a key with nothing newer is forgotten.
-This keeps results independent of arrival order (docs/decisions.md). A key that accumulates more
-than MAX_EVENTS_PER_KEY events (a producer sending one id for everyone) dead-letters the excess
-as `key_overloaded` instead of growing without bound.
+This keeps results independent of arrival order (docs/decisions.md). A key that would hold more
+than its limits (`KeyLimits`: events, and bytes so its state fits a Kafka message; a producer
+sending one id for everyone) dead-letters the excess as `key_overloaded` instead of growing
+without bound. Copies of an event_id with different content keep one copy by an order-free rule
+(`precedence`) and are counted as conflicts.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class KeyState(msgspec.Struct, gc=False):
     emitted: dict[str, Emitted] = {}
     last_version: int = 0
     next_due_ms: int = 0
+    # Bytes of the events and links held (as encoded in this state), for the per-key bound;
+    # -1: not counted yet (a state written before the bound existed).
+    size_bytes: int = -1
 
 
 _STATE_ENCODER = msgspec.json.Encoder()
@@ -63,6 +68,37 @@ def decode_state(value: bytes) -> KeyState:
     return _STATE_DECODER.decode(value)
 
 
+def event_bytes(event: Event) -> int:
+    """An event's share of its key's state: its encoding there, plus its id as the dict key."""
+    return len(_STATE_ENCODER.encode(event)) + len(event.event_id) + 4
+
+
+def count_bytes(state: KeyState) -> int:
+    """Recount (after pruning, or for a state written before the bound existed)."""
+    state.size_bytes = sum(event_bytes(e) for e in (*state.events.values(), *state.links.values()))
+    return state.size_bytes
+
+
+def precedence(event: Event) -> tuple[int, bytes]:
+    """Which of two copies of an event_id is kept: the earlier event time, then the smaller
+    canonical form (decoded fields in contract order, unknown fields dropped, so copies that
+    differ only in spacing, key order or unknown fields are equal: plain duplicates)."""
+    return event_time_ms(event), _STATE_ENCODER.encode(event)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """What one journey key may hold (settings `CXPULSE_MAX_KEY_*`). The byte bound keeps the
+    key's state message, and every snapshot row derived from its events, under Kafka's default
+    1 MiB message limit: a state's row fingerprints add at most about twice its events' bytes."""
+
+    events: int = MAX_EVENTS_PER_KEY
+    bytes: int = 256 * 1024
+
+
+DEFAULT_KEY_LIMITS = KeyLimits()
+
+
 @dataclass
 class Outcome:
     """What applying a batch produced: rows to store, keys whose state changed, counts."""
@@ -72,6 +108,7 @@ class Outcome:
     dead_letters: list[tuple[str, bytes]] = field(default_factory=list)
     accepted: int = 0
     duplicates: int = 0
+    conflicts: int = 0
 
 
 def raw_event_row(key: str, event: Event, record: KeyedRecord) -> dict[str, Any]:
@@ -90,51 +127,71 @@ def raw_event_row(key: str, event: Event, record: KeyedRecord) -> dict[str, Any]
     }
 
 
+def _reject(out: Outcome, record: KeyedRecord, reason: str, detail: str) -> None:
+    source = Source(record.topic, record.partition, record.offset)
+    letter = dead_letter(Rejection(reason, detail), bytes(record.event), source,
+                         record.received_ms)  # fmt: skip
+    out.dead_letters.append((reason, letter))
+
+
 def apply(
     states: dict[str, KeyState],
     records: Iterable[KeyedRecord],
-    max_events: int = MAX_EVENTS_PER_KEY,
+    limits: KeyLimits = DEFAULT_KEY_LIMITS,
 ) -> Outcome:
-    """Add a batch of keyed records to the states of their keys."""
+    """Add a batch of keyed records to the states of their keys.
+
+    Every record ends accepted, dropped as a copy, or dead-lettered with a reason: a record
+    that fails in any way (it can only be one cxpulse did not write) is dead-lettered as
+    `corrupt_internal` instead of stopping the partition.
+    """
     out = Outcome()
     for record in records:
         try:
-            event = decode_trusted(bytes(record.event))
-        except msgspec.DecodeError as exc:  # written to the internal topic by someone else
-            source = Source(record.topic, record.partition, record.offset)
-            rejection = Rejection(CORRUPT_INTERNAL, f"keyed record: {exc}")
-            letter = dead_letter(rejection, bytes(record.event), source, record.received_ms)
-            out.dead_letters.append((rejection.reason, letter))
-            continue
-        state = states.get(record.key)
-        if state is None:
-            state = states[record.key] = KeyState(events={}, links={}, emitted={})
-        occurred_ms = event_time_ms(event)
-        target = state.links if record.link else state.events
-        if event.event_id in target:
-            if not record.link:
-                out.duplicates += 1
-            continue
-        if len(target) >= max_events:
-            if not record.link:
-                rejection = Rejection(
-                    "key_overloaded",
-                    f"journey key {record.key!r} already holds {max_events} events; is a "
-                    "producer sending one customer or session id for many people?",
-                )
-                source = Source(record.topic, record.partition, record.offset)
-                out.dead_letters.append(
-                    (rejection.reason, dead_letter(rejection, bytes(record.event), source,
-                                                   record.received_ms))
-                )  # fmt: skip
-            continue
-        target[event.event_id] = event
-        if not record.link:
-            out.accepted += 1
-            out.raw_rows.append((record.key, raw_event_row(record.key, event, record)))
-        state.newest_ms = max(state.newest_ms, occurred_ms)
-        out.changed.add(record.key)
+            _apply_one(states, record, limits, out)
+        except Exception as exc:  # one bad record must not stop the partition
+            _reject(out, record, CORRUPT_INTERNAL, f"keyed record: {type(exc).__name__}: {exc}")
     return out
+
+
+def _apply_one(
+    states: dict[str, KeyState], record: KeyedRecord, limits: KeyLimits, out: Outcome
+) -> None:
+    event = decode_trusted(bytes(record.event))
+    occurred_ms = event_time_ms(event)
+    state = states.get(record.key)
+    if state is None:
+        state = states[record.key] = KeyState(events={}, links={}, emitted={}, size_bytes=0)
+    elif state.size_bytes < 0:
+        count_bytes(state)
+    target = state.links if record.link else state.events
+    size = event_bytes(event)
+    kept = target.get(event.event_id)
+    if kept is not None:
+        # A copy. Copies that differ (a producer reusing an id) keep the one that precedes,
+        # whatever the order they arrive in.
+        new, old = precedence(event), precedence(kept)
+        if not record.link:
+            out.duplicates += new == old
+            out.conflicts += new != old
+        if new >= old:
+            return
+        state.size_bytes -= event_bytes(kept)
+    elif len(target) >= limits.events or state.size_bytes + size > limits.bytes:
+        if not record.link:
+            _reject(out, record, "key_overloaded",
+                    f"journey key {record.key[:64]!r} holds {len(target)} events of "
+                    f"{state.size_bytes} bytes; the limits are {limits.events} events and "
+                    f"{limits.bytes} bytes: is a producer sending one customer or session id "
+                    "for many people?")  # fmt: skip
+        return
+    if not record.link:  # the row first: nothing changes when it cannot be made
+        out.raw_rows.append((record.key, raw_event_row(record.key, event, record)))
+        out.accepted += kept is None
+    target[event.event_id] = event
+    state.size_bytes += size
+    state.newest_ms = max(state.newest_ms, occurred_ms)
+    out.changed.add(record.key)
 
 
 def horizon_ms(now_ms: int) -> int:

@@ -13,6 +13,10 @@ EVENTS_ACCEPTED = Counter(
 DUPLICATES = Counter(
     "cxpulse_events_duplicate_total", "Copies of already accepted events, dropped."
 )
+CONFLICTS = Counter(
+    "cxpulse_events_conflict_total",
+    "Copies of an event_id with different content; one is kept by an order-free rule.",
+)
 DEAD_LETTERS = Counter(
     "cxpulse_dead_letters_total", "Messages sent to the dead-letter topic.", ["stage", "reason"]
 )

@@ -4,6 +4,10 @@ Webhooks and Grafana are remote and may be slow or down: each destination gets i
 and bounded queue, with retries and exponential backoff, so a dead receiver delays only its own
 notifications and never the evaluator, the stream or another receiver. When a queue is full
 the oldest notification is dropped (and counted).
+
+A destination is named by its host only (`webhook[0] hooks.example.com`) in metrics, logs and
+thread names: the path, query and userinfo of a Slack- or Teams-style hook URL are its secret,
+and `/metrics` is open.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from grafana_client import GrafanaApi
@@ -33,6 +38,55 @@ NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert that has not
 
 class Retryable(Exception):
     """A delivery that may succeed later (connection error, timeout, 5xx, 429)."""
+
+
+class Refused(Exception):
+    """A delivery the receiver refused (4xx other than 429): not retried."""
+
+
+def host_of(url: str) -> str:
+    """The host (and port) of a URL: what may be shown of it in metrics and logs."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+    except ValueError:
+        return "?"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port out of range: the host alone
+        port = ""
+    return f"[{host}]{port}" if ":" in host else f"{host}{port}"
+
+
+def redacted_reason(exc: BaseException, url: str) -> str:
+    """An exception's text for a log line, or only its type when the text quotes any secret
+    part of `url` (path, query, fragment, userinfo), raw or percent-decoded."""
+    text = str(exc)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return type(exc).__name__
+    secrets = [parts.path.strip("/"), parts.query, parts.fragment, parts.username, parts.password]
+    secrets += [unquote(s) for s in secrets if s]
+    if not text or any(s and s in text for s in secrets):
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+class _HostOnlyUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO (`HTTP Request: POST <url> ...`): keep the
+    scheme and host of such URLs in the record, never the path, query or userinfo."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                f"{a.scheme}://{host_of(str(a))}/..." if isinstance(a, httpx.URL) else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_HostOnlyUrls())
 
 
 class TopicSink:
@@ -186,26 +240,37 @@ def summary(alert: dict[str, Any]) -> str:
 
 
 class WebhookSink:
-    """POSTs Alertmanager-compatible JSON to one URL (not while the alert is silenced)."""
+    """POSTs Alertmanager-compatible JSON to one URL (not while the alert is silenced).
 
-    def __init__(self, url: str, external_url: str, timeout_s: float = 5.0, **retry: Any) -> None:
+    Named `webhook[<index>] <host>` (`index`: its position in CXPULSE_ALERT_WEBHOOK_URLS), so
+    two hooks on one host stay apart and the URL's secret parts are never shown.
+    """
+
+    def __init__(
+        self, url: str, external_url: str, timeout_s: float = 5.0, index: int = 0, **retry: Any
+    ) -> None:
         self.url = url
         self.external_url = external_url
         self.client = httpx.Client(timeout=timeout_s)
-        self.delivery = Delivery(f"webhook {url}", self._post, **retry)
+        self.delivery = Delivery(f"webhook[{index}] {host_of(url)}", self._post, **retry)
 
     def publish(self, change: str, alert: dict[str, Any], notify: bool) -> None:
         if notify:
             self.delivery.submit(alertmanager_payload(change, alert, self.external_url))
 
     def _post(self, payload: dict[str, Any]) -> None:
+        # Errors are re-raised with redacted text and without their cause (`from None`): a
+        # logged traceback would print the cause, and httpx's texts may quote the URL.
         try:
             response = self.client.post(self.url, json=payload)
         except httpx.HTTPError as exc:
-            raise Retryable(str(exc)) from exc
+            raise Retryable(redacted_reason(exc, self.url)) from None
+        except Exception as exc:  # e.g. httpx.InvalidURL: a configuration error
+            raise Refused(redacted_reason(exc, self.url)) from None
         if response.status_code == 429 or response.status_code >= 500:
             raise Retryable(f"HTTP {response.status_code}")
-        response.raise_for_status()
+        if response.status_code >= 400:  # not raise_for_status(): its text holds the URL
+            raise Refused(f"HTTP {response.status_code}")
 
     def close(self) -> None:
         if self.delivery.close():  # a thread still sending keeps its client
@@ -218,7 +283,7 @@ class GrafanaAnnotationSink:
 
     def __init__(self, url: str, token: str | None, **retry: Any) -> None:
         self.api = GrafanaApi.from_url(url, credential=token)
-        self.delivery = Delivery(f"grafana {url}", self._annotate, **retry)
+        self.delivery = Delivery(f"grafana {host_of(url)}", self._annotate, **retry)
 
     def publish(self, change: str, alert: dict[str, Any], notify: bool) -> None:
         if notify:

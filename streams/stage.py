@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import msgspec
@@ -27,8 +28,11 @@ from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter, decode_batc
 from cxpulse.streams.journeys import GAP_MS, Journey, build_journeys
 from cxpulse.streams.keyed import (
     CORRUPT_INTERNAL,
+    DEFAULT_KEY_LIMITS,
+    KeyLimits,
     KeyState,
     apply,
+    count_bytes,
     encode_state,
     expired_keys,
     horizon_ms,
@@ -42,6 +46,9 @@ from cxpulse.streams.snapshots import (
 )
 
 ALLOWED_LATENESS_MS = 2 * 60_000
+#: A partition with no keyed message for this long (wall clock) and no consumer lag is quiet:
+#: its freshness watermark follows the wall clock (see `_freshness`).
+QUIET_MS = 30_000
 TABLE_TOPICS = {table: topic for topic, table in topics.STORE_TABLES.items()}
 
 
@@ -65,8 +72,10 @@ class JourneyStage:
         restore: Callable[[int], dict[str, KeyState]],
         clock: Callable[[], int] = _now_ms,
         shifts: ShiftTable | None = None,
+        limits: KeyLimits = DEFAULT_KEY_LIMITS,
     ) -> None:
         self.output = output
+        self.limits = limits
         self.funnels = tuple(funnels)
         self.shifts = shifts or default_shifts()
         self.restore = restore
@@ -78,6 +87,8 @@ class JourneyStage:
         self.dirty: set[tuple[int, str]] = set()  # (partition, key) whose state must be sent
         self.open: dict[int, dict[str, int]] = {}  # partition -> key -> journeys not closed
         self.open_total = 0  # the sum of self.open, kept as it changes (summing is O(keys))
+        # partition -> (wall time of its last keyed message, or of taking it over; which one)
+        self.seen: dict[int, tuple[int, bool]] = {}
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -108,8 +119,26 @@ class JourneyStage:
             self.partitions.pop(partition, None)
             self.due.pop(partition, None)
             self.open_total -= sum(self.open.pop(partition, {}).values())
+            self.seen.pop(partition, None)
+        self.dirty = {(p, key) for p, key in self.dirty if p not in partitions}
         metrics.KEYS.set(self.key_count())
         metrics.OPEN_JOURNEYS.set(self.open_journeys())
+
+    @contextmanager
+    def only(self, partition: int) -> Iterator[None]:
+        """Restrict the stage to one partition for the block: `process_all`, `tick` and
+        `persist` then touch and send for that partition only, so the caller can route all of
+        it into that partition's transaction. What the block adds is kept afterwards."""
+        views = ("partitions", "due", "newest_ms", "open")
+        saved = {name: getattr(self, name) for name in views}
+        for name, whole in saved.items():
+            setattr(self, name, {partition: whole[partition]} if partition in whole else {})
+        try:
+            yield
+        finally:
+            for name, whole in saved.items():
+                whole.update(getattr(self, name))
+                setattr(self, name, whole)
 
     def key_count(self) -> int:
         return sum(len(states) for states in self.partitions.values())
@@ -136,14 +165,14 @@ class JourneyStage:
         refreshing, since a key's rows are a function of its event set and the watermark.
         """
         changed: dict[int, set[str]] = {}
-        accepted = duplicates = 0
+        accepted = duplicates = conflicts = 0
         for partition, value, offset in messages:
             states = self.states(partition)
             keys = changed.setdefault(partition, set())
             records = self._decode(partition, value, offset)
             if records is None:
                 continue
-            outcome = apply(states, records)
+            outcome = apply(states, records, self.limits)
             keys.update(outcome.changed)
             newest = self.newest_ms.get(partition, 0)
             for key in outcome.changed:
@@ -157,6 +186,7 @@ class JourneyStage:
                 metrics.DEAD_LETTERS.labels("journeys", reason).inc()
             accepted += outcome.accepted
             duplicates += outcome.duplicates
+            conflicts += outcome.conflicts
         watermark = self.watermark_ms()
         for partition, keys in changed.items():
             for key in sorted(keys):
@@ -165,6 +195,7 @@ class JourneyStage:
             self._freshness(partition, watermark)
         metrics.EVENTS_ACCEPTED.inc(accepted)
         metrics.DUPLICATES.inc(duplicates)
+        metrics.CONFLICTS.inc(conflicts)
         if any(changed.values()):
             metrics.KEYS.set(self.key_count())
             metrics.OPEN_JOURNEYS.set(self.open_journeys())
@@ -176,8 +207,8 @@ class JourneyStage:
             if value is None:  # a message without a value: cxpulse never writes one here
                 raise msgspec.DecodeError("keyed message without a value")
             return decode_batch(value)
-        except msgspec.DecodeError as exc:
-            rejection = Rejection(CORRUPT_INTERNAL, f"keyed batch: {exc}")
+        except Exception as exc:  # not invalid JSON alone: invalid UTF-8 raises ValueError
+            rejection = Rejection(CORRUPT_INTERNAL, f"keyed batch: {type(exc).__name__}: {exc}")
             source = Source(topics.KEYED.name, partition, offset)
             letter = dead_letter(rejection, value or b"", source, self.clock())
             self.output.send(topics.DLQ.name, None, letter)
@@ -185,8 +216,23 @@ class JourneyStage:
             return None
 
     def tick(self) -> int:
-        """Re-emit keys whose open journeys the watermark has closed; forget expired keys."""
+        """Re-emit keys whose open journeys the watermark has closed; forget expired keys;
+        write the freshness of quiet partitions (no keyed message for QUIET_MS, no consumer
+        lag), whose watermark follows the wall clock, so alerting goes on when traffic stops."""
         watermark = self.watermark_ms()
+        now = self.clock()
+        lags = {
+            sample.labels["partition"]: sample.value
+            for family in metrics.CONSUMER_LAG.collect()
+            for sample in family.samples
+            if sample.labels.get("topic") == topics.KEYED.name
+        }
+        for partition in self.partitions:
+            # The lag the agent recorded at this partition's last message; nothing consumed
+            # since taking it over means nothing waits (a gauge from an earlier owning is stale).
+            at, consumed = self.seen.setdefault(partition, (now, False))
+            if now - at >= QUIET_MS and not (consumed and lags.get(str(partition))):
+                self._freshness(partition, watermark, quiet=True)
         refreshed = 0
         for partition, heap in self.due.items():
             states = self.partitions[partition]
@@ -257,30 +303,47 @@ class JourneyStage:
                 or (isinstance(e, ContactEvent) and e.contact_id in gone)
             ]:
                 del events[event_id]
+        count_bytes(state)
         old = {j.journey_id for j in journeys if j.last_activity_ms < horizon}
         for identity in list(state.emitted):
             if _pruned(identity, limit, old):
                 del state.emitted[identity]
 
     def persist(self) -> None:
-        """Send the states changed since the last call.
+        """Send the states changed since the last call (of the partitions in view, see `only`).
 
-        Call it only after the rows of the same work are flushed: a crash between the two then
-        leaves the old state, and the redelivered input recomputes the rows (and tombstones)
-        instead of finding its events already present and sending nothing.
+        The states must never become visible before the rows of the same work: the worker
+        sends both in one Kafka transaction (`app.py`); a plain producer must flush the rows
+        first. A crash in between then leaves the old state, and the redelivered input
+        recomputes the rows (and tombstones) instead of finding its events already present and
+        sending nothing.
         """
-        for partition, key in sorted(self.dirty):
-            state = self.partitions.get(partition, {}).get(key)
+        mine = sorted(d for d in self.dirty if d[0] in self.partitions)
+        for partition, key in mine:
+            state = self.partitions[partition].get(key)
             if state is not None:
                 self.output.send(topics.STATE.name, key, encode_state(state), partition)
-        self.dirty.clear()
+        self.dirty.difference_update(mine)
 
-    def _freshness(self, partition: int, watermark: int) -> None:
+    def _freshness(self, partition: int, watermark: int, quiet: bool = False) -> None:
+        """The partition's freshness row; without `quiet`, it just processed keyed input.
+
+        `watermark_at` is the event time up to which the partition's input is complete (what
+        the alert evaluator advances on): its newest event time minus the allowed lateness
+        while input arrives, so a replay or backlog is judged in event time; once it is quiet
+        (caught up, nothing new for QUIET_MS), the wall clock minus the lateness as well
+        (design section 5), never past the stage's `watermark`. Later input may move it back.
+        """
+        now = self.clock()
+        newest = self.newest_ms.get(partition, 0)
+        if not quiet:
+            self.seen[partition] = (now, True)
+        complete = min(watermark, max(newest, now if quiet else 0) - ALLOWED_LATENESS_MS)
         row: dict[str, Any] = {
             "partition": partition,
-            "newest_event_at": ch_time(self.newest_ms.get(partition, 0)),
-            "watermark_at": ch_time(watermark),
-            "updated_at": ch_time(self.clock()),
+            "newest_event_at": ch_time(newest),
+            "watermark_at": ch_time(max(0, complete)),
+            "updated_at": ch_time(now),
         }
         self.output.send(topics.STORE_FRESHNESS.name, str(partition), row)
 

@@ -3,6 +3,12 @@
 The state topic is co-partitioned with `cx.keyed.v1` (the same partition number holds the same
 keys), so a worker that is assigned keyed partition p reads state partition p from the beginning
 to its end offset and has every key's latest state; a tombstone deletes a key.
+
+States are written in Kafka transactions (`TransactionalProducer`), so the restore reads
+committed messages only: what an earlier owner wrote in a transaction that was aborted, or that
+its successor's `init_transactions()` fenced, is never restored. The caller takes the
+partition's transactional id over before restoring, so no transaction of the partition is
+open and the read reaches the end offset (position steps over transaction markers).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ def restore_partition(bootstrap: str, topic: str, partition: int) -> dict[str, K
             "bootstrap.servers": bootstrap,
             "group.id": f"cxpulse-restore-{uuid.uuid4().hex}",  # never commits
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }
     )
     started = time.monotonic()

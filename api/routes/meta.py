@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cxpulse.api.deps import Context, lag_seconds, newest_events_ms
+from cxpulse.api.deps import Context, lag_seconds, newest_events_ms, require_key
 from cxpulse.api.problems import Problem
 from cxpulse.sinks import queries
 from cxpulse.sinks.store import StoreError
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/v1/freshness", summary="How old the newest stored event is, per partition")
+# Like every /v1 route it needs a key (app.py secures whole routers; this one also holds the
+# open health routes, so the freshness route secures itself).
+@router.get(
+    "/v1/freshness",
+    summary="How old the newest stored event is, per partition",
+    dependencies=[Depends(require_key)],
+)
 async def freshness(ctx: Context) -> dict[str, Any]:
     now = time.time()
     newest = await newest_events_ms(ctx)
@@ -42,7 +50,9 @@ def readyz(ctx: Context) -> dict[str, Any]:
     try:
         lag = lag_seconds(queries.freshness(ctx.store))
     except StoreError as exc:
-        raise Problem(503, "Not ready", f"the store does not answer: {exc}") from None
+        # An open route: the reason (hosts, users, ClickHouse's text) goes to the log only.
+        log.warning("not ready: the store does not answer: %s", exc)
+        raise Problem(503, "Not ready", "the store does not answer") from None
     limit = ctx.settings.api_ready_lag_seconds
     if lag is None or lag > limit:
         raise Problem(503, "Not ready", f"newest stored event is {lag} s old (limit {limit} s)")

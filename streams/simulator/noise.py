@@ -40,6 +40,7 @@ MALFORMED_REASONS: tuple[str, ...] = (
     "unsupported_version",
     "too_old",
     "in_future",
+    "invalid_utf8",
 )
 
 #: A duplicate follows its original within this much stream time (producer retry after timeout).
@@ -171,8 +172,15 @@ def _invalid_json(doc: dict[str, Any], rng: random.Random) -> bytes:
     if variant == 0:
         return whole[: rng.randint(1, len(whole) - 1)]  # truncated: never a complete object
     if variant == 1:
-        return b"\xff\xfe" + whole  # UTF-16 byte-order mark: not UTF-8
+        return whole.replace(b"{", b"{{", 1)  # a stray brace: UTF-8, but not JSON
     return b""
+
+
+def _invalid_utf8(doc: dict[str, Any], rng: random.Random) -> bytes:
+    """A producer that cut a multi-byte character in half, or sent Latin-1: one byte that is
+    not UTF-8 inside a string (anywhere, unknown fields included, is rejected)."""
+    doc["attrs"] = {**doc.get("attrs", {}), "note": "caf@"}
+    return orjson.dumps(doc).replace(b"caf@", rng.choice([b"caf\xe9", b"caf\xc3", b"\xff"]))
 
 
 def _not_an_object(doc: dict[str, Any], rng: random.Random) -> bytes:
@@ -254,6 +262,7 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], random.Random], bytes]] = {
     "invalid_value": _invalid_value,
     "unknown_type": _unknown_type,
     "unsupported_version": _unsupported_version,
+    "invalid_utf8": _invalid_utf8,
 }
 
 

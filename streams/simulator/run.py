@@ -17,7 +17,7 @@ import orjson
 
 from cxpulse.deploy.durations import parse_duration_ms
 from cxpulse.schemas.validate import Rejection, validate
-from cxpulse.streams.simulator.groundtruth import compute_ground_truth
+from cxpulse.streams.simulator.groundtruth import compute_ground_truth, epoch_ms
 from cxpulse.streams.simulator.model import Incident, SimConfig, generate, parse_ms
 from cxpulse.streams.simulator.noise import Message, NoiseConfig, add_noise
 
@@ -75,6 +75,10 @@ class Plan:
         return add_noise(events, self.noise, seed=self.config.seed)
 
 
+def _precedence(doc: dict[str, Any]) -> tuple[int, bytes]:
+    return epoch_ms(doc["occurred_at"]), orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
 @dataclass
 class GroundTruthCollector:
     """The distinct valid events of the messages it sees, as the pipeline accepts them."""
@@ -89,6 +93,12 @@ class GroundTruthCollector:
             kind = "dead_lettered"
         elif outcome.event_id in self.events:
             kind = "duplicates"
+            # Copies that differ keep the earliest (docs/decisions.md, "Conflicting copies");
+            # ties are broken here by the sorted JSON, which agrees with the worker's canonical
+            # form only where the copies' times differ: the simulator's conflicts do.
+            doc, kept = orjson.loads(message.value), self.events[outcome.event_id]
+            if _precedence(doc) < _precedence(kept):
+                self.events[outcome.event_id] = doc
         else:
             kind = "accepted"
             self.events[outcome.event_id] = orjson.loads(message.value)

@@ -67,7 +67,9 @@ def test_health_is_open_and_v1_needs_a_key(client: TestClient) -> None:
     assert missing.headers["www-authenticate"] == "Bearer"
     assert missing.json()["status"] == 401
     wrong = client.get("/v1/funnels", headers={"Authorization": "Bearer nope"})
-    assert (wrong.status_code, wrong.json()["title"]) == (403, "Forbidden")
+    assert (wrong.status_code, wrong.json()["title"]) == (401, "Unauthorized")  # RFC 6750
+    assert wrong.headers["content-type"] == "application/problem+json"
+    assert wrong.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     hashed = client.get("/v1/funnels", headers={"Authorization": f"Bearer {OTHER}"})
     assert hashed.status_code == 200  # configured only as its sha256
     assert client.get("/metrics").status_code == 200

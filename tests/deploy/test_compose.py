@@ -8,6 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import typer
@@ -25,6 +26,11 @@ COMPOSE = REPO / "docker-compose.yml"
 UNPROBED = {"migrate": "one-shot", "writer": "serves nothing", "simulator": "demo producer"}
 #: Compose-only variables (not cxpulse settings) the services read.
 COMPOSE_ONLY = {"CXPULSE_DEMO_RATE"}
+#: Environment variables that hold a secret: never given a default in the compose file.
+SECRET_NAME = re.compile(r"PASSWORD|KEYS?$|TOKEN|SECRET")
+#: ClickHouse's read-only user for Grafana, defined in users.d and mounted into ClickHouse.
+READ_ONLY_USER = "grafana"
+USERS_XML = REPO / "deploy/clickhouse/users.d/grafana.xml"
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +123,86 @@ def test_grafana_mounts_the_generated_provisioning(services: dict[str, Any]) -> 
     assert provider["options"]["path"] == CONTAINER_DASHBOARDS
     home = Path(env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert (mounts[CONTAINER_DASHBOARDS] / home.relative_to(CONTAINER_DASHBOARDS)).is_file()
-    # The datasource's password comes from Grafana's environment: ClickHouse's own.
+    # The datasource logs in as ClickHouse's read-only user, with the password ClickHouse
+    # gives that user (both from the same required compose variable).
     source = (mounts["/etc/grafana/provisioning/datasources"] / "cxpulse.yaml").read_text()
-    assert "password: $CLICKHOUSE_PASSWORD" in source
-    assert (
-        env["CLICKHOUSE_PASSWORD"] == services["clickhouse"]["environment"]["CLICKHOUSE_PASSWORD"]
-    )
+    (datasource,) = yaml.safe_load(source)["datasources"]
+    assert datasource["jsonData"]["username"] == READ_ONLY_USER
+    assert datasource["secureJsonData"] == {"password": "$GRAFANA_CLICKHOUSE_PASSWORD"}
+    clickhouse_env = services["clickhouse"]["environment"]
+    assert env["GRAFANA_CLICKHOUSE_PASSWORD"] == clickhouse_env["GRAFANA_CLICKHOUSE_PASSWORD"]
+    assert _required(env["GRAFANA_CLICKHOUSE_PASSWORD"]) == "GRAFANA_CLICKHOUSE_PASSWORD"
+    assert clickhouse_env["CLICKHOUSE_USER"] != READ_ONLY_USER  # not the user that writes
+
+
+def _required(value: str) -> str | None:
+    """The variable a value is made of when compose must be given it (`${VAR:?message}`)."""
+    match = re.fullmatch(r"\$\{(\w+):\?[^}]+\}", value)
+    return match.group(1) if match else None
+
+
+def test_no_secret_ships_with_the_stack(services: dict[str, Any]) -> None:
+    """Passwords and keys are required from the environment, never defaulted: a stack started
+    without them stops with a message instead of running with a password anyone knows."""
+    text = COMPOSE.read_text()
+    for known in ("cxpulse-demo-key", "cxpulse:cxpulse@", ":-admin", "PASSWORD: cxpulse"):
+        assert known not in text, known
+    # No interpolation with a default (`${VAR:-x}` / `${VAR-x}`) for anything secret.
+    for name, default in re.findall(r"\$\{(\w+):?-([^}]*)\}", text):
+        assert not SECRET_NAME.search(name), f"{name} defaults to {default!r}"
+    secrets = {}
+    for service_name, service in services.items():
+        for variable, value in (service.get("environment") or {}).items():
+            value = str(value)
+            if SECRET_NAME.search(variable):
+                secrets[f"{service_name}.{variable}"] = _required(value)
+            userinfo = re.match(r"\w+://([^@/]+)@", value)
+            if userinfo:  # a URL with a password: that password is required too
+                _, _, password = userinfo.group(1).partition(":")
+                secrets[f"{service_name}.{variable} (URL)"] = _required(password)
+    assert secrets == {
+        "clickhouse.CLICKHOUSE_PASSWORD": "CLICKHOUSE_PASSWORD",
+        "clickhouse.GRAFANA_CLICKHOUSE_PASSWORD": "GRAFANA_CLICKHOUSE_PASSWORD",
+        "grafana.GF_SECURITY_ADMIN_PASSWORD": "GRAFANA_ADMIN_PASSWORD",
+        "grafana.GRAFANA_CLICKHOUSE_PASSWORD": "GRAFANA_CLICKHOUSE_PASSWORD",
+        "api.CXPULSE_API_KEYS": "CXPULSE_API_KEYS",
+        **{
+            f"{name}.CXPULSE_CLICKHOUSE_URL (URL)": "CLICKHOUSE_PASSWORD"
+            for name in ("migrate", "worker", "writer", "api", "simulator")
+        },
+    }
+    # The header documents every required variable.
+    header = text.split("\nname:", 1)[0]
+    for variable in set(secrets.values()):
+        assert re.search(rf"^#\s+{variable}\s+required:", header, re.M), variable
+
+
+def test_grafanas_clickhouse_user_may_only_select(services: dict[str, Any]) -> None:
+    clickhouse = services["clickhouse"]
+    mounted = {}
+    for volume in clickhouse["volumes"]:
+        source, target, *mode = volume.split(":")
+        if source.startswith("./"):
+            assert mode == ["ro"], volume
+            mounted[target] = REPO / source
+    users_file = mounted["/etc/clickhouse-server/users.d/grafana.xml"]
+    assert users_file == USERS_XML
+    assert users_file.is_file()
+    root = ElementTree.parse(users_file).getroot()
+    assert root.tag == "clickhouse"
+    (user,) = root.findall(f"users/{READ_ONLY_USER}")
+    assert {child.tag for child in user} == {"password", "profile", "quota", "networks", "grants"}
+    # The password comes from the container's environment (required by compose), not the file.
+    password = user.find("password")
+    assert password is not None
+    assert not (password.text or "").strip()
+    assert password.attrib == {"from_env": "GRAFANA_CLICKHOUSE_PASSWORD"}
+    assert "GRAFANA_CLICKHOUSE_PASSWORD" in clickhouse["environment"]
+    # Grants: SELECT on the cxpulse database, nothing else (no access management, no roles).
+    grants = [q.text.strip() for q in user.findall("grants/query") if q.text]
+    assert grants == [f"GRANT SELECT ON {clickhouse['environment']['CLICKHOUSE_DB']}.*"]
+    # Its profile is read-only (2: the Grafana plugin sets max_execution_time on each query).
+    profile = root.find(f"profiles/{user.findtext('profile')}")
+    assert profile is not None
+    assert profile.findtext("readonly") == "2"
+    assert profile.findtext("allow_ddl") == "0"

@@ -28,6 +28,36 @@ def _api_serves_the_figures(stack: dict, data_dir: Path) -> bool:
     return body["funnel"] == "self_service" and body["journeys"] >= 0
 
 
+#: Input that once stopped `up` for good ("the worker exited with code 70"), and its reasons.
+HOSTILE = {
+    b'{"event_id": "h1", "schema_version": 1, "type": "portal.step_viewed", "occurred_at": '
+    b'"2026-01-01T00:00:00Z", "session_id": "s", "data": {"step": "x"}, "note": "\xff"}': (
+        "invalid_utf8"
+    ),
+    b'{"event_id": "h2\xc0\xaf"}': "invalid_utf8",
+    b'{"event_id": "h3\\ud800"}': "invalid_json",
+    b'{"pad": "' + b"x" * 70_000 + b'"}': "too_large",
+}
+
+
+def _survives_hostile_input(bootstrap: str, proc: subprocess.Popen[str]) -> None:
+    """The hostile messages are dead-lettered with their reasons and the stack stays up."""
+    from cxpulse.streams import topics
+    from cxpulse.streams.dlq import read_dead_letters
+    from tests.support.kafka import produce_raw
+
+    produce_raw(bootstrap, topics.PORTAL.name, 0, list(HOSTILE))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = {d.original: d.reason for d in read_dead_letters(bootstrap) if d.original in HOSTILE}
+        if got == HOSTILE:
+            break
+        time.sleep(1)
+    assert got == HOSTILE
+    time.sleep(2)  # a worker that died on them would be reported by now
+    assert proc.poll() is None, "cxpulse up stopped on hostile input"
+
+
 def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     # Reuse the fetched jars instead of copying them into this data dir.
@@ -58,6 +88,7 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
             stored = re.search(r"journeys=(\d+)", line)
             if line.startswith("rows stored:") and stored and int(stored.group(1)) > 0:
                 api_checked = _api_serves_the_figures(stack, data_dir)
+                _survives_hostile_input(stack["kafka_bootstrap"], proc)
                 break
             assert time.monotonic() < deadline, "".join(output)
         else:

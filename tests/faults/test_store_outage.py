@@ -162,7 +162,12 @@ def _assert_stored_below(server: ChdbHttpServer, bootstrap: str, committed: Offs
 
 def _rows_below(bootstrap: str, topic: str, partition: int, end: int) -> list[dict[str, Any]]:
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "rows-probe", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "rows-probe",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }  # as the writer reads them
     )
     rows: list[dict[str, Any]] = []
     try:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cxpulse.schemas.events import EVENT_TYPES, type_name
 from cxpulse.schemas.validate import (
-    MAX_EVENT_BYTES,
+    DEFAULT_BOUNDS,
     REASONS,
     Rejection,
     event_time_ms,
@@ -72,7 +72,7 @@ C = EXAMPLES["cc.survey_submitted"]
 
 INVALID: list[tuple[str, bytes, str]] = [
     ("truncated", b'{"event_id": "x", ', "invalid_json"),
-    ("not utf-8", b"\xff\xfe\x00garbage", "invalid_json"),
+    ("not utf-8", b"\xff\xfe\x00garbage", "invalid_utf8"),
     ("empty", b"", "invalid_json"),
     ("lone surrogate", orjson.dumps(P).replace(b'"ev-', b'"\\ud800'), "invalid_json"),
     ("array", b"[1, 2, 3]", "not_an_object"),
@@ -108,8 +108,18 @@ INVALID: list[tuple[str, bytes, str]] = [
         _with(P, (NOW - timedelta(days=31)).isoformat(), "occurred_at")), "too_old"),
     ("6 minutes ahead", orjson.dumps(
         _with(P, (NOW + timedelta(minutes=6)).isoformat(), "occurred_at")), "in_future"),
-    ("deeply nested", b'{"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}", "too_deep"),
-    ("huge", b'{"pad": "' + b"a" * MAX_EVENT_BYTES + b'"}', "too_large"),
+    ("deeply nested", b'{"x":' + b"[" * 30_000 + b"]" * 30_000 + b"}", "too_deep"),
+    ("huge", b'{"pad": "' + b"a" * DEFAULT_BOUNDS.event_bytes + b'"}', "too_large"),
+    ("33 attrs", orjson.dumps(_with(P, {f"a{i}": "v" for i in range(33)}, "attrs")),
+     "too_large"),
+    ("long attr key", orjson.dumps(_with(P, {"k" * 65: "v"}, "attrs")), "too_large"),
+    ("long attr value", orjson.dumps(_with(P, {"tier": "v" * 257}, "attrs")), "too_large"),
+    ("invalid UTF-8 in an unknown field",
+     orjson.dumps(_with(P, "@", "note")).replace(b"@", b"\xff"), "invalid_utf8"),
+    ("overlong encoding", orjson.dumps(_with(P, "@", "session_id")).replace(b"@", b"\xc0\xaf"),
+     "invalid_utf8"),
+    ("encoded surrogate", orjson.dumps(_with(P, "@", "session_id")).replace(b"@", b"\xed\xa0\x80"),
+     "invalid_utf8"),
 ]  # fmt: skip
 
 
@@ -142,6 +152,21 @@ def test_offsets_and_milliseconds_are_exact() -> None:
 def test_journey_key() -> None:
     assert journey_key(_check(P)) == "cust-1"
     assert journey_key(_check(_with(P, None, "customer_id"))) == "s:sess-1"
+
+
+def test_a_customer_id_that_looks_like_an_internal_key_never_meets_a_session() -> None:
+    """Customer "s:sess-1" is not the anonymous session sess-1, nor customer "c:s:sess-1"."""
+    session = journey_key(_check(_with(P, None, "customer_id")))
+    lookalike = journey_key(_check(_with(P, "s:sess-1", "customer_id")))
+    escaped = journey_key(_check(_with(P, "c:s:sess-1", "customer_id")))
+    assert len({session, lookalike, escaped}) == 3
+    assert (lookalike, escaped) == ("c:s:sess-1", "c:c:s:sess-1")
+
+
+def test_attrs_at_their_bounds_are_accepted() -> None:
+    b = DEFAULT_BOUNDS
+    attrs = {f"{i:0{b.attr_key_chars}d}": "v" * b.attr_value_chars for i in range(b.attrs_entries)}
+    assert not isinstance(_check(_with(P, attrs, "attrs")), Rejection)
 
 
 @settings(max_examples=400, deadline=None)

@@ -83,15 +83,18 @@ def _contact(
             "queued": 1, **flags}  # fmt: skip
 
 
+CONTACTS = [
+    _contact("c1", 400, "billing", "voice", answered=1, answered_within_sl=1),
+    _contact("c2", 500, "billing", "chat", abandoned=1),
+    _contact("c3", 600, "billing", "voice", abandoned=1, short_abandoned=1),
+    _contact("c4", 2000, "tech", "voice", answered=1),
+    _contact("c5", 100, "tech", "voice", answered=1),  # not settled yet
+]
+
+
 def test_contact_alert_counts(store: Store) -> None:
     migrate(store)
-    store.insert("contacts", [
-        _contact("c1", 400, "billing", "voice", answered=1, answered_within_sl=1),
-        _contact("c2", 500, "billing", "chat", abandoned=1),
-        _contact("c3", 600, "billing", "voice", abandoned=1, short_abandoned=1),
-        _contact("c4", 2000, "tech", "voice", answered=1),
-        _contact("c5", 100, "tech", "voice", answered=1),  # not settled yet
-    ])  # fmt: skip
+    store.insert("contacts", CONTACTS)
     rows = queries.contact_alert_counts(
         store, T, settle_ms=300 * S, window_ms=600 * S, baseline_ms=3600 * S
     )
@@ -105,3 +108,60 @@ def test_contact_alert_counts(store: Store) -> None:
         ("channel", "voice"): (1, 0, 2, 1, 1, 1, 1, 0),
         ("channel", "chat"): (1, 1, 1, 1, 0, 0, 0, 0),
     }
+
+
+def test_batches_equal_the_single_point_queries_at_every_point(store: Store) -> None:
+    """The evaluator's batch queries, on both backends: per grid point, the same counts as the
+    single-point queries (windows for the first `known` points, baselines for all)."""
+    migrate(store)
+    store.insert("journey_funnels", JOURNEYS)
+    store.insert("contacts", CONTACTS)
+    taus = {1: 60 * S, 2: 120 * S}
+    first, every, points, known = T - 1500 * S, 30 * S, 80, 50
+    spans = {"window_ms": 600 * S, "baseline_ms": 3600 * S}
+    dropoff = queries.timely_dropoff_batch(
+        store, "f", taus, first, every_ms=every, points=points, known=known, span_ms=86_400 * S,
+        segment_attrs=["device", "tier"], **spans,
+    )  # fmt: skip
+    contacts = queries.contact_alert_batch(store, first, every_ms=every, points=points,
+                                           known=known, settle_ms=300 * S, **spans)  # fmt: skip
+    entries = queries.funnel_entries_batch(store, "f", first, every_ms=every, points=points,
+                                           known=known, span_ms=600 * S,
+                                           baseline_ms=3600 * S)  # fmt: skip
+    moving = 0
+    for j in range(points):
+        at = first + j * every
+        rows = queries.timely_dropoff(store, "f", taus, at, span_ms=86_400 * S,
+                                      segment_attrs=["device", "tier"], **spans)  # fmt: skip
+        keyed = {(r["k"], r["attr"], r["value"]): r for r in rows}
+        assert dropoff.baselines[j] == {
+            k: (r["base_n"], r["base_hits"]) for k, r in keyed.items() if r["base_n"]
+        }
+        if j < known:
+            assert dropoff.windows[j] == {
+                k: (r["window_n"], r["window_hits"]) for k, r in keyed.items() if r["window_n"]
+            }
+        rows = queries.contact_alert_counts(store, at, settle_ms=300 * S, **spans)
+        names = ("sl_n", "sl_misses", "queued", "abandoned")
+        for part, counts in (("base", contacts.baselines[j]),
+                             ("window", contacts.windows[j] if j < known else None)):  # fmt: skip
+            if counts is None:
+                continue
+            expected = {(r["attr"], r["value"]): tuple(int(r[f"{part}_{n}"]) for n in names)
+                        for r in rows}  # fmt: skip
+            assert {k: v[1:] for k, v in counts.items()} == {
+                k: v for k, v in expected.items() if k in counts
+            }
+            assert all(v == (0, 0, 0, 0) for k, v in expected.items() if k not in counts)
+        lo, mid = ch_time(at - 600 * S - 3600 * S), ch_time(at - 600 * S)
+        (plain,) = store.query(
+            "SELECT countIf(entered_at >= {mid:DateTime64(3, 'UTC')}) AS seen, "
+            "countIf(entered_at < {mid:DateTime64(3, 'UTC')}) AS base FROM journey_funnels FINAL "
+            "WHERE funnel = 'f' AND entered_at >= {lo:DateTime64(3, 'UTC')} "
+            "AND entered_at < {at:DateTime64(3, 'UTC')}", {"lo": lo, "mid": mid, "at": ch_time(at)},
+        )  # fmt: skip
+        assert entries.baselines[j].get((), (0,)) == (int(plain["base"]),)
+        if j < known:
+            assert entries.windows[j].get((), (0,)) == (int(plain["seen"]),)
+        moving += j > 0 and dropoff.baselines[j] != dropoff.baselines[j - 1]
+    assert moving >= 5  # journeys enter and leave the baselines over the batch

@@ -110,6 +110,10 @@ def test_rows_the_store_refuses_are_dead_lettered_and_the_rest_stored(
         120: (_changed(1002, source_partition="abc"), "Code: 27"),
         200: (b"[1, 2]", "not one JSON object"),
         250: (_row(1003) + b"\n" + _row(1004), "not one JSON object"),
+        # Rows ClickHouse would store as they are, or could not decode: never a dead writer.
+        260: (_row(1005).replace(b'"w1005"', b'"w\xff1005"'), "not UTF-8"),
+        270: (_row(1006).replace(b'"w1006"', b'"w\xed\xa0\x801006"'), "not UTF-8"),
+        280: (_row(1007).replace(b'"w1007"', b'"w\\ud800"'), "Code: 25"),
     }
     producer = Producer({"bootstrap.servers": bootstrap})
     offsets = [0, 0]

@@ -7,6 +7,7 @@ import pytest
 from cxpulse.streams.alerting import (
     ABANDONMENT,
     DROPOFF,
+    NO_DATA,
     SERVICE_LEVEL,
     AlertState,
     Observation,
@@ -18,6 +19,9 @@ from cxpulse.streams.alerting import (
     dropoff_observations,
     evaluate,
     judge,
+    judge_silence,
+    no_data_observation,
+    silence_z,
     step,
     tau_ms,
     two_proportion_z,
@@ -189,3 +193,44 @@ def test_dropoff_rows_name_their_step() -> None:
              "base_hits": 100, "base_n": 1000}]  # fmt: skip
     (obs,) = dropoff_observations("self_service", ["a", "b", "c"], rows)
     assert (obs.step, obs.segment, obs.id) == ("c", {}, "dropoff_rising/self_service/c")
+
+
+def test_silence_z_is_the_normal_quantile_of_seeing_nothing() -> None:
+    # P(0 | Poisson(10)) = exp(-10) = 4.54e-5 -> z = Phi^-1(1 - 4.54e-5) = 3.9139
+    assert silence_z(0, 10.0) == pytest.approx(3.9139, abs=1e-3)
+    # z >= 3 needs -ln(1 - Phi(3)) = 6.6077 expected journeys.
+    assert silence_z(0, 6.60) < 3.0 < silence_z(0, 6.61)  # type: ignore[operator]
+    assert silence_z(0, 5000.0) == pytest.approx(37.05, abs=0.01)  # no underflow
+    assert silence_z(1, 1000.0) is None  # something arrived
+    assert silence_z(0, 0.0) is None  # nothing was due
+
+
+def test_no_data_breaches_only_on_silence_where_traffic_was_due() -> None:
+    obs = no_data_observation("self_service", "session_started", 0, 2880, 300_000, 86_400_000)
+    assert (obs.rule, obs.step, obs.segment, obs.window_n, obs.base_n) == (
+        NO_DATA, "session_started", {}, 0, 2880)  # fmt: skip
+    assert obs.id == "no_data/self_service/session_started"
+    assert obs.expected == 10.0  # 2,880 a day: 10 per 5 minutes
+    silent = judge_silence(0, 10.0)
+    assert (silent.breach, silent.current_rate, silent.baseline_rate, silent.window) == (
+        True, 0.0, 1.0, 0)  # fmt: skip
+    back = judge_silence(12, 10.0)  # one journey is not silence; 12 are 120 % of the usual
+    assert (back.breach, back.current_rate, back.baseline_rate, back.z) == (False, 1.2, 1.0, None)
+    assert not judge_silence(0, 6.0).breach  # too little traffic for silence to mean much
+    assert not judge_silence(0, 10.0, Thresholds(min_z=4.0)).breach
+
+
+def test_no_data_fires_resolves_and_does_not_raise_the_bar_of_the_rate_rules() -> None:
+    t = Thresholds(fire_after=2, resolve_after=2)
+    silent = no_data_observation("f", "start", 0, 2880, 300_000, 86_400_000)
+    back = no_data_observation("f", "start", 12, 2880, 300_000, 86_400_000)
+    # 0.40 vs 0.30 over 400: z = 4.21, a breach alone; a no_data test beside it is not counted
+    # as one of the rate tests (it would raise the critical z).
+    rising = _obs("diagnose", {}, 160, 400)
+    states: dict[str, AlertState] = {}
+    changes = []
+    for at, obs in enumerate([silent, silent, silent, back, back]):
+        outcomes = evaluate([rising, obs], states, at, t, set())
+        changes += [(o.id, o.transition.changed) for o in outcomes if o.transition.changed]
+    assert changes == [(rising.id, "firing"), (silent.id, "firing"), (silent.id, "resolved")]
+    assert set(states) == {rising.id}

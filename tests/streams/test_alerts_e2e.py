@@ -5,10 +5,13 @@ chdb, the evaluator judging every 30 s of event time as the data arrives.
   fires an alert for that step and segment within 10 minutes of event time, and the alert
   resolves after the incident ends; no alert fires before the incident.
 - A day of steady traffic fires no alert at all.
+- When traffic stops in the middle of an incident, evaluation goes on with the wall clock: the
+  incident's drop-off alert and the no_data alert fire within 10 minutes of wall time.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.queries import alerts as stored_alerts
@@ -123,8 +127,65 @@ def test_a_day_of_steady_traffic_fires_nothing(
     now = time.time_ns() // 1_000_000
     start = now - now % MINUTE - 26 * HOUR
     config = SimConfig(seed=22, start_ms=start, rate=1.0)
+    # Slices of 100 min: 200 grid points a round, within the evaluator's catch-up of 240.
     recorder, evaluations = _run(config, 26, start + 2 * HOUR, fresh_bootstrap, fresh_env,
-                                 chdb_store, tmp_path, AlertConfig(), HOUR)  # fmt: skip
+                                 chdb_store, tmp_path, AlertConfig(), 100 * MINUTE)  # fmt: skip
     assert evaluations >= 2 * 24 * 60  # every 30 s of 24 hours
     assert recorder.changes == []
     assert stored_alerts(chdb_store) == []
+
+
+@pytest.mark.timeout(900)  # waits up to 10 min of wall time for the alerts (about 1 here)
+def test_when_traffic_stops_mid_incident_its_alert_and_no_data_fire_within_10_minutes(
+    fresh_env: dict[str, str], fresh_bootstrap: str, chdb_store: ChdbStore, tmp_path: Path
+) -> None:
+    """50 minutes of traffic, an incident in its last 30, sent at once and then nothing (a
+    dead producer, a broken portal). The evaluator runs on the wall clock as in a live stack,
+    with small settings (a 5 s grid, a 3 min window, tau capped at 2 min, no_data after 60 s).
+    Once the partitions are quiet, the watermark is the wall clock minus the 2 min lateness; the
+    traffic's event times end 150 s before it is sent (a producer that buffered, then died), so
+    the test needs not wait out the lateness: from event time alone nothing past the last event
+    minus 2 min would ever be evaluated, and neither alert could fire."""
+    now = time.time_ns() // 1_000_000
+    end = now - 150_000
+    begins = end - 30 * MINUTE
+    incident = Incident(step="identify_device", segment={"tier": "consumer"}, start_ms=begins,
+                        extra_dropoff=0.20)  # fmt: skip
+    config = SimConfig(seed=23, start_ms=end - 50 * MINUTE, rate=15.0, incidents=(incident,))
+    messages = list(Plan(config, duration_ms=50 * MINUTE).messages())
+    alert_config = AlertConfig(every_ms=5_000, window_ms=3 * MINUTE, baseline_ms=45 * MINUTE,
+                               tau_cap_ms=2 * MINUTE, no_data_ms=MINUTE)  # fmt: skip
+    migrate(chdb_store)
+    recorder = Recorder()
+    evaluator = AlertEvaluator(chdb_store, load_funnels(), alert_config, [recorder])
+    target = "dropoff_rising/self_service/identify_device/tier=consumer"
+    silence = "no_data/self_service/session_started"
+    stop = threading.Event()
+    thread = threading.Thread(target=evaluator.run, args=(stop, 1.0), name="alerts")
+    with store_writer(chdb_store, fresh_bootstrap), workers(fresh_env, tmp_path, 1) as ports:
+        thread.start()
+        try:
+            sent = sum(1 for _ in send_to_kafka(messages, fresh_bootstrap))
+            stopped = time.monotonic()  # the last message is sent: traffic stops here
+            fired_after: dict[str, float] = {}
+            while len(fired_after) < 2 and time.monotonic() - stopped < 600:
+                for change, alert in list(recorder.changes):
+                    if change == "firing" and alert["id"] in (target, silence):
+                        fired_after.setdefault(alert["id"], time.monotonic() - stopped)
+                time.sleep(1)
+            wait_handled(ports, sent, tmp_path)
+        finally:
+            stop.set()
+            thread.join(60)
+    delays = ", ".join(f"{alert} in {delay:.0f} s" for alert, delay in fired_after.items())
+    print(f"{sent:,} messages; after traffic stopped, fired {delays} of wall time; evaluated up "
+          f"to {((evaluator.last_at or end) - end) / 1000:.0f} s past the last event")  # fmt: skip
+    assert set(fired_after) == {target, silence}, [a["id"] for _, a in recorder.changes]
+    assert max(fired_after.values()) <= 600
+    fired = [a for change, a in recorder.changes if change == "firing"]
+    assert all(a["started_ms"] >= begins for a in fired), "an alert fired before the incident"
+    silent = next(a for a in fired if a["id"] == silence)
+    # None of the journeys the baseline rate expected in that minute (about 100) arrived.
+    assert (silent["window_journeys"], silent["current_rate"], silent["baseline_rate"]) == (
+        0, 0.0, 1.0)  # fmt: skip
+    assert silent["z"] > 10

@@ -38,10 +38,10 @@ class Recorder:
 
 
 def _fresh_until(store: ChdbStore, until_ms: int) -> None:
-    """Freshness rows saying every partition has events up to `until_ms` + lateness."""
+    """Freshness rows saying every partition is complete up to `until_ms` (its watermark)."""
     newest = until_ms + ALLOWED_LATENESS_MS
     store.insert("freshness", [
-        {"partition": p, "newest_event_at": ch_time(newest), "watermark_at": ch_time(newest),
+        {"partition": p, "newest_event_at": ch_time(newest), "watermark_at": ch_time(until_ms),
          "updated_at": ch_time(newest)} for p in range(2)
     ])  # fmt: skip
 

@@ -9,6 +9,7 @@ import zlib
 
 import orjson
 
+from cxpulse.schemas.validate import Bounds
 from cxpulse.streams.ingest import (
     MAX_BATCH_EVENTS,
     Source,
@@ -108,6 +109,8 @@ def test_batches_are_split_by_size_without_empty_ones() -> None:
         _event("portal.step_viewed", event_id=f"b{i}", attrs={"pad": "x" * (200 * 1024)})
         for i in range(3)
     ]
-    routed = route([(raw, SRC) for raw in big], 1, NOW_MS)
+    # Bounds far above the defaults, to reach the batch size limit with three events.
+    loose = Bounds(event_bytes=256 * 1024, attr_value_chars=256 * 1024)
+    routed = route([(raw, SRC) for raw in big], 1, NOW_MS, loose)
     assert [len(chunk) for chunk in routed.keyed[0]] == [2, 1]
     assert all(len(encode_batch(chunk)) < 1_000_000 for chunk in routed.keyed[0])

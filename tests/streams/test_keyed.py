@@ -9,14 +9,19 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cxpulse.schemas.validate import decode_trusted
 from cxpulse.streams.ingest import Source, decode_batch, encode_batch, route
 from cxpulse.streams.keyed import (
+    DEFAULT_KEY_LIMITS,
+    KeyLimits,
     KeyState,
     apply,
     decode_state,
     encode_state,
+    event_bytes,
     expired_keys,
     horizon_ms,
+    precedence,
 )
 from tests.schemas.examples import EXAMPLES, NOW, NOW_MS
 
@@ -77,11 +82,88 @@ def test_reprocessing_after_a_restore_changes_nothing() -> None:
 def test_an_overloaded_key_dead_letters_the_excess() -> None:
     states: dict[str, KeyState] = {}
     raws = [_raw(f"x{i}", minutes_ago=i) for i in range(5)]
-    outcome = apply(states, _records(raws), max_events=3)
+    outcome = apply(states, _records(raws), KeyLimits(events=3))
     assert outcome.accepted == 3
     assert [reason for reason, _ in outcome.dead_letters] == ["key_overloaded"] * 2
     assert orjson.loads(outcome.dead_letters[0][1])["reason"] == "key_overloaded"
     assert len(states["cust-1"].events) == 3
+
+
+def test_a_key_past_its_byte_bound_dead_letters_the_excess() -> None:
+    """The bound is on bytes, so a few large events fill a key as surely as many small ones."""
+    raws = [_raw(f"x{i}", minutes_ago=i) for i in range(40)]
+    one = event_bytes(decode_trusted(raws[0]))
+    states: dict[str, KeyState] = {}
+    outcome = apply(states, _records(raws), KeyLimits(bytes=10 * one + one // 2))
+    assert outcome.accepted == 10
+    assert [reason for reason, _ in outcome.dead_letters] == ["key_overloaded"] * 30
+    state = states["cust-1"]
+    assert state.size_bytes == sum(event_bytes(e) for e in state.events.values()) <= 10.5 * one
+    # A restored state written before the bound existed is counted on first use.
+    restored = decode_state(
+        encode_state(state).replace(b',"size_bytes":' + str(state.size_bytes).encode(), b"")
+    )
+    assert restored.size_bytes == -1
+    again = apply({"cust-1": restored}, _records(raws[10:11]), KeyLimits(bytes=10 * one + one // 2))
+    assert [reason for reason, _ in again.dead_letters] == ["key_overloaded"]
+    assert restored.size_bytes == state.size_bytes
+
+
+def test_a_full_key_state_fits_kafkas_default_message_limit() -> None:
+    """Worst case for the state: the smallest events, each its own journey (most row
+    fingerprints per byte of events), with the longest customer id, filled to the default
+    byte bound. Its state message must stay under Kafka's default 1 MiB."""
+    from cxpulse.streams.journeys import GAP_MS
+    from cxpulse.streams.stage import JourneyStage
+    from tests.streams.test_stage import FUNNELS, Collector
+
+    key = "k" * 128
+    doc = {
+        "event_id": "",
+        "schema_version": 1,
+        "type": "portal.session_started",
+        "occurred_at": "",
+        "customer_id": key,
+        "session_id": "s",
+        "data": {"entry": "e"},
+    }
+    raws = []
+    for i in range(4000):
+        at = NOW - timedelta(milliseconds=(i + 1) * (GAP_MS + 1))
+        raws.append(orjson.dumps({**doc, "event_id": f"{i:x}", "occurred_at": at.isoformat()}))
+    stage = JourneyStage(Collector(), FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    records = _records(raws)
+    stage.process(0, encode_batch(records[:1000]))
+    for start in range(1000, len(records), 1000):
+        stage.process(0, encode_batch(records[start : start + 1000]))
+    state = stage.partitions[0][key]
+    assert DEFAULT_KEY_LIMITS.bytes - 200 < state.size_bytes <= DEFAULT_KEY_LIMITS.bytes
+    size = len(encode_state(state))
+    print(f"{len(state.events)} events, {state.size_bytes} B of events, state {size} B")
+    assert size < 1024 * 1024 - 64 * 1024
+
+
+def test_conflicting_copies_keep_one_copy_whatever_the_order() -> None:
+    """Copies of one event_id with different content: the earliest, then the smaller canonical
+    form is kept in any order, and each order counts one event."""
+    a = _raw("dup", minutes_ago=5)
+    b = orjson.dumps({**orjson.loads(a), "attrs": {"tier": "gold"}})
+    c = _raw("dup", minutes_ago=6)
+    results = []
+    for order in ([a, b], [b, a], [a, b, a, b], [a, c, b], [b, c, a], [c, b, a]):
+        states: dict[str, KeyState] = {}
+        outcome = apply(states, _records(order))
+        results.append(states["cust-1"].events["dup"])
+        assert outcome.accepted == 1
+        assert outcome.conflicts >= 1
+        assert outcome.conflicts + outcome.duplicates == len(order) - 1
+        state = states["cust-1"]
+        assert state.size_bytes == event_bytes(state.events["dup"])
+    assert results[0] == results[1] == results[2]
+    assert precedence(results[0]) == min(
+        precedence(decode_trusted(a)), precedence(decode_trusted(b))
+    )
+    assert results[3] == results[4] == results[5] == decode_trusted(c)
 
 
 def test_link_copies_are_kept_apart_and_not_counted() -> None:

@@ -3,6 +3,7 @@ Grafana's annotations API) and the real broker (the alerts topic)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
+import pytest
 from confluent_kafka import Consumer
+from prometheus_client import REGISTRY, generate_latest
 
 from cxpulse.deploy.kafka import free_port
 from cxpulse.sinks.alerts import document
@@ -149,6 +152,49 @@ def test_a_stuck_or_dead_receiver_blocks_no_one_else() -> None:
         stuck.wait_for(1)
         for sink in sinks:
             sink.close()
+
+
+def test_webhook_urls_never_reach_metrics_logs_or_thread_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hook URLs carry secrets in their path, query and userinfo; /metrics is open and logs are
+    shipped: only `webhook[<index>] <host>` may show, on every path (delivered, retried,
+    refused, unreachable, invalid)."""
+    secrets = ["hookuser", "pa55w0rd-userinfo", "T0SECRETPATH", "B0SECRET", "q-secret-token"]
+    caplog.set_level(logging.DEBUG)
+    with receiver([500, 404]) as (url, received):
+        host, dead_host = url.removeprefix("http://"), f"127.0.0.1:{free_port()}"
+        user = "http://hookuser:pa55w0rd-userinfo@"
+        hook = f"{user}{host}/services/T0SECRETPATH/B0SECRET?token=q-secret-token"
+        dead = f"{user}{dead_host}/T0SECRETPATH"  # nothing listens there
+        invalid = f"{user}127.0.0.1:99999/T0SECRETPATH?q-secret-token"  # port out of range
+        sinks = [WebhookSink(u, "http://api", index=i, max_attempts=2, **FAST)
+                 for i, u in enumerate((hook, dead, invalid))]  # fmt: skip
+        for sink in sinks:
+            sink.publish("firing", ALERT, notify=True)  # 500, then 404: refused
+        received.wait_for(2)
+        sinks[0].publish("resolved", ALERT, notify=True)  # 200
+        received.wait_for(3)
+        threads = [sink.delivery.thread.name for sink in sinks]
+        for sink in sinks:
+            sink.close()
+    assert received.requests[0][1] == "/services/T0SECRETPATH/B0SECRET?token=q-secret-token"
+
+    def count(destination: str, result: str) -> float | None:
+        labels = {"destination": destination, "result": result}
+        return REGISTRY.get_sample_value("cxpulse_notifications_total", labels)
+
+    names = [f"webhook[0] {host}", f"webhook[1] {dead_host}", "webhook[2] 127.0.0.1"]
+    assert threads == [f"notify-{name}" for name in names]
+    assert [count(names[0], result) for result in ("retried", "failed", "delivered")] == [1, 1, 1]
+    assert count(names[1], "failed") == count(names[2], "failed") == 1
+    # httpx's own request log is there, with the host only.
+    assert f"HTTP Request: POST http://{host}/..." in caplog.text
+    shown = "\n".join(
+        [generate_latest().decode(), caplog.text, *threads]
+        + [f"{r.threadName} {r.getMessage()} {r.exc_text}" for r in caplog.records]
+    )
+    assert not [secret for secret in secrets if secret in shown]
 
 
 def test_a_full_queue_drops_its_oldest_notification() -> None:

@@ -115,6 +115,10 @@ assert set(DATA) == set(EVENT_TYPES)
 def classify(value: bytes, now_ms: int) -> str | None:
     """None for a valid event, else the DLQ reason code (one fault per message assumed)."""
     try:
+        value.decode()
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
         return "invalid_json"

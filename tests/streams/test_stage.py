@@ -367,3 +367,28 @@ def test_corrupt_internal_messages_are_dead_lettered_and_the_partition_goes_on()
     ]
     assert base64.b64decode(letters[0]["original_b64"]) == b"\x00 not a batch"
     assert any(t == topics.STORE_JOURNEYS.name for t, *_ in out.messages)  # p1 went through
+
+
+def test_a_stage_restricted_to_one_partition_sends_for_that_partition_only() -> None:
+    """`only(p)` is how the worker routes a partition's work into that partition's transaction:
+    inside it, processing, tick and persist touch partition p alone; the rest is kept."""
+    out = Collector()
+    stage = JourneyStage(out, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    raws = [_event(f"o{n}", NOW_MS - HOUR, "portal.session_started", customer_id=f"c{n}",
+                   session_id=f"s{n}", data={"entry": "x"}) for n in range(8)]  # fmt: skip
+    _feed(stage, raws, NOW_MS, partitions=2)
+    assert set(stage.partitions) == {0, 1}
+    dirty = set(stage.dirty)
+    out.messages.clear()
+    with stage.only(1):
+        assert set(stage.partitions) == {1}
+        stage.tick()
+        stage.persist()
+    sent = [(t, k, p) for t, k, _, p in out.messages if t == topics.STATE.name]
+    assert sent
+    assert {p for *_, p in sent} == {1}
+    assert stage.dirty == {(p, k) for p, k in dirty if p == 0}  # partition 0's wait their turn
+    assert set(stage.partitions) == {0, 1}
+    assert set(stage.due) <= {0, 1}
+    stage.forget({0})
+    assert not stage.dirty

@@ -1,5 +1,6 @@
-"""Operating a worker: its Prometheus metrics, JSON logs, and a SIGTERM that finishes the work
-in hand and commits it (so a restart re-reads nothing)."""
+"""Operating a worker: its Prometheus metrics, JSON logs, a SIGTERM that finishes the work in
+hand and commits it (so a restart re-reads nothing), and a refusal to start on partition counts
+its state was not built with."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewPartitions
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxpulse.streams import topics
@@ -20,6 +22,8 @@ from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.noise import NoiseConfig
 from cxpulse.streams.simulator.output import send_to_kafka
 from cxpulse.streams.simulator.run import Plan
+from cxpulse.streams.topics import PartitionLayoutError
+from tests.support.kafka import produce_raw
 from tests.support.workers import wait_handled, workers
 
 
@@ -101,3 +105,33 @@ def test_a_sigterm_while_starting_exits_cleanly(fresh_env: dict[str, str], tmp_p
         assert proc.wait(timeout=60) == 0, log.read_text()
     finally:
         proc.kill()
+
+
+def test_a_worker_refuses_partition_counts_its_state_was_not_built_with(
+    fresh_env: dict[str, str], fresh_bootstrap: str, tmp_path: Path
+) -> None:
+    """Partitions added to cx.keyed.v1 would route keys away from their state: the worker exits
+    non-zero before ingesting anything, naming the topics, the counts and the procedure; so does
+    adding them to the state topic as well (the count the state was built with is recorded)."""
+    produce_raw(fresh_bootstrap, topics.KEYED.name, 0, [b"[]"])  # the state has begun
+    admin = AdminClient({"bootstrap.servers": fresh_bootstrap})
+    admin.create_partitions([NewPartitions(topics.KEYED.name, 6)])[topics.KEYED.name].result()
+    log = tmp_path / "worker.log"
+    command = [sys.executable, "-m", "cxpulse.deploy.cli", "worker"]
+    with log.open("wb") as out:
+        code = subprocess.run(command, env=fresh_env, stdout=out, stderr=subprocess.STDOUT,
+                              timeout=120).returncode  # fmt: skip
+    text = log.read_text()
+    assert code != 0, text
+    assert "built for 4 partitions, but cx.keyed.v1 has 6 and cx.state.keys.v1 has 4" in text
+    assert "README.md" in text
+    assert "Traceback" not in text
+    # Nothing was ingested with the new count.
+    committed = _committed(admin, "cxpulse-ingest", topics.PORTAL.name, 4)
+    assert all(offset < 0 for offset in committed), committed
+    # Growing the state topic to match does not make the state right.
+    admin.create_partitions([NewPartitions(topics.STATE.name, 6)])[topics.STATE.name].result()
+    time.sleep(1)  # metadata of the new partitions
+    refused = r"built for 4 partitions, but cx\.keyed\.v1 has 6"
+    with pytest.raises(PartitionLayoutError, match=refused):
+        topics.check_layout(fresh_bootstrap)

@@ -47,7 +47,9 @@ def end_offsets(bootstrap: str, names: Iterable[str], partitions: int = 4) -> Of
 
 
 def produced(bootstrap: str, topic: str) -> int:
-    """Messages written to `topic` so far (the sum of its end offsets)."""
+    """Messages written to `topic` so far (the sum of its end offsets). On a topic the journey
+    stage writes in transactions this also counts one commit marker per transaction and
+    partition (and aborted messages): a measure of progress, not an exact count."""
     return sum(end_offsets(bootstrap, [topic]).values())
 
 
@@ -79,10 +81,47 @@ def committed_offsets(
 
 
 def behind(bootstrap: str, group: str, names: Sequence[str]) -> Offsets:
-    """Partitions whose end the group has not committed yet, and by how many messages."""
+    """Partitions whose end the group has not committed yet, and by how many offsets.
+
+    Transaction markers (and aborted messages) occupy offsets but are never delivered, so a
+    reader that commits last message + 1 (the store writer) stays short of the end by them: a
+    partition counts as behind only while a committed message lies between its committed
+    offset and its end (or a transaction there is still open)."""
     ends = end_offsets(bootstrap, names)
     done = committed_offsets(bootstrap, group, names)
-    return {tp: end - at for tp, end in ends.items() if (at := max(done.get(tp, 0), 0)) < end}
+    short = {tp: (at, end) for tp, end in ends.items() if (at := max(done.get(tp, 0), 0)) < end}
+    unread = _with_messages(bootstrap, short)
+    return {tp: end - at for tp, (at, end) in short.items() if tp in unread}
+
+
+def _with_messages(
+    bootstrap: str, ranges: dict[tuple[str, int], tuple[int, int]], timeout_s: float = 5.0
+) -> set[tuple[str, int]]:
+    """The partitions with a committed message in [start, end), as a read_committed reader sees
+    them (one whose range cannot be read to its end in time counts as having one)."""
+    if not ranges:
+        return set()
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "drained-probe",
+         "enable.auto.commit": False, "isolation.level": "read_committed"}
+    )  # fmt: skip
+    found: set[tuple[str, int]] = set()
+    try:
+        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in ranges.items()])
+        pending = set(ranges)
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.2):
+                tp = (message.topic(), message.partition())
+                if message.error() is None and tp in pending and message.offset() < ranges[tp][1]:
+                    found.add(tp)
+                    pending.discard(tp)
+            positions = consumer.position([TopicPartition(t, p) for t, p in pending])
+            pending -= {(tp.topic, tp.partition) for tp in positions
+                        if tp.offset >= ranges[(tp.topic, tp.partition)][1]}  # fmt: skip
+        return found | pending
+    finally:
+        consumer.close()
 
 
 def wait_drained(

@@ -63,7 +63,8 @@ class Worker:
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
-    killed: bool = False
+    killed: bool = False  # gone on purpose (SIGKILL, SIGTERM, or an exit the test allowed)
+    may_exit: frozenset[int] = frozenset()  # exit codes `check()` accepts from this worker
 
     def handled(self) -> int:
         """Messages this process accepted, dropped as copies or dead-lettered (0 until its
@@ -97,10 +98,26 @@ class WorkerPool:
         assert worker.proc.wait(timeout=30) == -signal.SIGKILL
         worker.killed = True
 
+    def terminate(self, worker: Worker, timeout_s: float = 60) -> None:
+        """SIGTERM one worker: it finishes the group in hand, commits and exits 0."""
+        worker.proc.terminate()
+        code = worker.proc.wait(timeout=timeout_s)
+        assert code == 0, f"{worker.log.name}: exit code {code}\n{worker.log.read_text()[-3000:]}"
+        worker.killed = True
+
+    def freeze(self, worker: Worker) -> None:
+        """SIGSTOP: the process keeps its sockets but runs nothing, not even heartbeats."""
+        worker.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self, worker: Worker) -> None:
+        worker.proc.send_signal(signal.SIGCONT)
+
     def check(self) -> None:
         for worker in self.alive:
             code = worker.proc.poll()
-            if code is not None:
+            if code is not None and code in worker.may_exit:
+                worker.killed = True
+            elif code is not None:
                 tail = worker.log.read_text()[-4000:]
                 raise AssertionError(f"{worker.log.name} exited with {code} unasked:\n{tail}")
 
@@ -116,6 +133,7 @@ class WorkerPool:
 
     def stop(self) -> None:
         """SIGTERM every live worker; each must exit cleanly (code 0)."""
+        self.check()
         for worker in self.alive:
             worker.proc.terminate()
         codes = {w.log: w.proc.wait(timeout=60) for w in self.alive}
