@@ -25,8 +25,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two pytest workers: most tests wait on a broker or a subprocess, so two keep both cores busy.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal
 
 # Benchmarks write bench/results/<name>.json and .md. The API benchmark's load generator is wrk.
 bench: setup

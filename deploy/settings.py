@@ -60,11 +60,12 @@ class Settings(BaseSettings):
         20_000, ge=1, description="Most events one journey key holds; the excess is dead-lettered."
     )
     max_key_bytes: int = Field(
-        256 * 1024,
-        ge=1024,
-        le=300 * 1024,
-        description="Most bytes of events one journey key holds; the excess is dead-lettered. "
-        "Its state message is at most about three times this, within Kafka's default 1 MiB.",
+        512 * 1024,
+        ge=16 * 1024,
+        le=960 * 1024,
+        description="Most bytes one journey key's state may reach, counting its events and the "
+        "row fingerprints they may add; the excess is dead-lettered. Within Kafka's default "
+        "1 MiB message limit.",
     )
     clickhouse_url: str | None = Field(
         None,

@@ -78,20 +78,21 @@ def by_time(events: Iterable[Event]) -> list[tuple[int, Event]]:
     return [(at, e) for at, _, e in sorted((event_time_ms(e), e.event_id, e) for e in events)]
 
 
-#: Prefixes of journey keys that are not a customer id as sent: "s:" names an anonymous session,
-#: "c:" escapes a customer id that itself starts with one of them.
-_KEY_PREFIXES = ("s:", "c:")
+#: Journey keys that are not a customer id as sent start with one of these: "s:" names an
+#: anonymous session, "~" escapes a customer id that itself starts with one of them. "~" rather
+#: than a letter, so that no ordinary customer id changes key (and partition) with the rule.
+_KEY_PREFIXES = ("s:", "~")
 
 
 def journey_key(event: Event) -> str:
     """customer_id when known, else the session: anonymous sessions are their own journeys.
 
-    A customer id that looks like an internal key ("s:abc") is escaped ("c:s:abc"), so no
+    A customer id that looks like an internal key ("s:abc") is escaped ("~s:abc"), so no
     customer can merge with an anonymous session's journey; other ids stay as sent.
     """
     customer = event.customer_id
     if customer:
-        return f"c:{customer}" if customer.startswith(_KEY_PREFIXES) else customer
+        return f"~{customer}" if customer.startswith(_KEY_PREFIXES) else customer
     return f"s:{event.session_id}"
 
 

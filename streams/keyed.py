@@ -51,8 +51,8 @@ class KeyState(msgspec.Struct, gc=False):
     emitted: dict[str, Emitted] = {}
     last_version: int = 0
     next_due_ms: int = 0
-    # Bytes of the events and links held (as encoded in this state), for the per-key bound;
-    # -1: not counted yet (a state written before the bound existed).
+    # What this state may encode to at most (`event_cost` of its events and links), for the
+    # per-key bound; -1: not counted yet (a state written before the bound existed).
     size_bytes: int = -1
 
 
@@ -68,14 +68,27 @@ def decode_state(value: bytes) -> KeyState:
     return _STATE_DECODER.decode(value)
 
 
+#: What one row identity adds to a key's state besides the key itself (`emitted`: the identity,
+#: table, fingerprint, journey or contact id, start time and funnel name, JSON included).
+IDENTITY_BYTES = 256
+
+
 def event_bytes(event: Event) -> int:
     """An event's share of its key's state: its encoding there, plus its id as the dict key."""
     return len(_STATE_ENCODER.encode(event)) + len(event.event_id) + 4
 
 
-def count_bytes(state: KeyState) -> int:
+def event_cost(event: Event, key: str, identities: int) -> int:
+    """What an event may add to its key's state message at most: itself, and the fingerprints
+    of the rows it may start (a journey of its own with a row per funnel, or a contact), each
+    of which repeats the key."""
+    return event_bytes(event) + identities * (len(key.encode()) + IDENTITY_BYTES)
+
+
+def count_bytes(state: KeyState, key: str, identities: int) -> int:
     """Recount (after pruning, or for a state written before the bound existed)."""
-    state.size_bytes = sum(event_bytes(e) for e in (*state.events.values(), *state.links.values()))
+    held = (*state.events.values(), *state.links.values())
+    state.size_bytes = sum(event_cost(e, key, identities) for e in held)
     return state.size_bytes
 
 
@@ -88,12 +101,16 @@ def precedence(event: Event) -> tuple[int, bytes]:
 
 @dataclass(frozen=True, slots=True)
 class KeyLimits:
-    """What one journey key may hold (settings `CXPULSE_MAX_KEY_*`). The byte bound keeps the
-    key's state message, and every snapshot row derived from its events, under Kafka's default
-    1 MiB message limit: a state's row fingerprints add at most about twice its events' bytes."""
+    """What one journey key may hold (settings `CXPULSE_MAX_KEY_*`). The byte bound is on the
+    key's state message as `event_cost` counts it (events, and the row fingerprints they may
+    add), so it stays under Kafka's default 1 MiB message limit whatever the events are like;
+    every snapshot row is derived from the key's events and is bounded by it too."""
 
     events: int = MAX_EVENTS_PER_KEY
-    bytes: int = 256 * 1024
+    bytes: int = 512 * 1024
+    #: Row identities one event may start: its journey's row and one per funnel (JourneyStage
+    #: sets it from the funnels it computes).
+    identities: int = 2
 
 
 DEFAULT_KEY_LIMITS = KeyLimits()
@@ -163,9 +180,9 @@ def _apply_one(
     if state is None:
         state = states[record.key] = KeyState(events={}, links={}, emitted={}, size_bytes=0)
     elif state.size_bytes < 0:
-        count_bytes(state)
+        count_bytes(state, record.key, limits.identities)
     target = state.links if record.link else state.events
-    size = event_bytes(event)
+    size = event_cost(event, record.key, limits.identities)
     kept = target.get(event.event_id)
     if kept is not None:
         # A copy. Copies that differ (a producer reusing an id) keep the one that precedes,
@@ -176,7 +193,7 @@ def _apply_one(
             out.conflicts += new != old
         if new >= old:
             return
-        state.size_bytes -= event_bytes(kept)
+        state.size_bytes -= event_cost(kept, record.key, limits.identities)
     elif len(target) >= limits.events or state.size_bytes + size > limits.bytes:
         if not record.link:
             _reject(out, record, "key_overloaded",

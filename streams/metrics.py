@@ -13,6 +13,10 @@ EVENTS_ACCEPTED = Counter(
 DUPLICATES = Counter(
     "cxpulse_events_duplicate_total", "Copies of already accepted events, dropped."
 )
+STATE_RECORDS_UNREADABLE = Counter(
+    "cxpulse_state_records_unreadable_total",
+    "Records of the state topic that cxpulse did not write and could not read; skipped.",
+)
 CONFLICTS = Counter(
     "cxpulse_events_conflict_total",
     "Copies of an event_id with different content; one is kept by an order-free rule.",

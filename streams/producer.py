@@ -36,8 +36,6 @@ def producer_config(bootstrap: str) -> dict[str, object]:
         "queue.buffering.max.messages": 1_000_000,
         "compression.type": "lz4",
         "batch.size": 1_000_000,
-        # A key's state can reach a few MB (MAX_EVENTS_PER_KEY events); the state topic allows it.
-        "message.max.bytes": 16 * 1024 * 1024,
         "logger": logging.getLogger("librdkafka"),
     }
 

@@ -10,6 +10,7 @@ journeys close on time, and replayed history closes as soon as it is processed.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,9 @@ ALLOWED_LATENESS_MS = 2 * 60_000
 #: A partition with no keyed message for this long (wall clock) and no consumer lag is quiet:
 #: its freshness watermark follows the wall clock (see `_freshness`).
 QUIET_MS = 30_000
+#: A partition taken over with nothing consumed from it since is quiet only after this long:
+#: its lag is not known until a fetch returns from it, and a backlog shows up well before.
+TAKEOVER_QUIET_MS = 4 * QUIET_MS
 TABLE_TOPICS = {table: topic for topic, table in topics.STORE_TABLES.items()}
 
 
@@ -75,7 +79,7 @@ class JourneyStage:
         limits: KeyLimits = DEFAULT_KEY_LIMITS,
     ) -> None:
         self.output = output
-        self.limits = limits
+        self.limits = dataclasses.replace(limits, identities=1 + len(funnels))
         self.funnels = tuple(funnels)
         self.shifts = shifts or default_shifts()
         self.restore = restore
@@ -231,7 +235,8 @@ class JourneyStage:
             # The lag the agent recorded at this partition's last message; nothing consumed
             # since taking it over means nothing waits (a gauge from an earlier owning is stale).
             at, consumed = self.seen.setdefault(partition, (now, False))
-            if now - at >= QUIET_MS and not (consumed and lags.get(str(partition))):
+            wait = QUIET_MS if consumed else TAKEOVER_QUIET_MS
+            if now - at >= wait and not (consumed and lags.get(str(partition))):
                 self._freshness(partition, watermark, quiet=True)
         refreshed = 0
         for partition, heap in self.due.items():
@@ -269,6 +274,7 @@ class JourneyStage:
             self.output.send(TABLE_TOPICS[table], key, row)
         if timeline and timeline[0][0] < horizon_ms(self.clock()):  # else nothing to prune
             self._prune(state, journeys, contacts, self.clock())
+            count_bytes(state, key, self.limits.identities)
         due = [j.last_activity_ms + GAP_MS for j in journeys if not j.closed(watermark)]
         counts = self.open.setdefault(partition, {})
         self.open_total += len(due) - counts.pop(key, 0)
@@ -303,7 +309,6 @@ class JourneyStage:
                 or (isinstance(e, ContactEvent) and e.contact_id in gone)
             ]:
                 del events[event_id]
-        count_bytes(state)
         old = {j.journey_id for j in journeys if j.last_activity_ms < horizon}
         for identity in list(state.emitted):
             if _pruned(identity, limit, old):

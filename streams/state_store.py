@@ -19,11 +19,33 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from cxpulse.streams import metrics
 from cxpulse.streams.keyed import KeyState, decode_state
 
 log = logging.getLogger(__name__)
 
 RESTORE_TIMEOUT_S = 600
+
+
+def _apply_record(
+    states: dict[str, KeyState], key: bytes | None, value: bytes | None, offset: int
+) -> None:
+    """One state record. A record cxpulse did not write (no key, a key or value it cannot
+    decode) is skipped and counted, never raised: raising would stop every worker that takes
+    the partition over in turn. Its key's state is then whatever came before it; the stored
+    figures of that key may be off, so the log names it."""
+    try:
+        name = (key or b"").decode()
+        if not name:
+            raise ValueError("a state record without a key")
+        if value is None:
+            states.pop(name, None)
+        else:
+            states[name] = decode_state(value)
+    except Exception as exc:
+        metrics.STATE_RECORDS_UNREADABLE.inc()
+        log.error("skipping unreadable state record at offset %d (key %r): %s", offset,
+                  (key or b"")[:64], exc)  # fmt: skip
 
 
 def restore_partition(bootstrap: str, topic: str, partition: int) -> dict[str, KeyState]:
@@ -52,12 +74,7 @@ def restore_partition(bootstrap: str, topic: str, partition: int) -> dict[str, K
                 error = message.error()
                 if error is not None:
                     raise KafkaException(error)
-                key = message.key().decode()
-                value = message.value()
-                if value is None:
-                    states.pop(key, None)
-                else:
-                    states[key] = decode_state(value)
+                _apply_record(states, message.key(), message.value(), message.offset())
     finally:
         consumer.close()
     log.info(

@@ -40,7 +40,6 @@ STATE = TopicSpec(
         "cleanup.policy": "compact",
         "segment.ms": str(3600 * 1000),
         "min.compaction.lag.ms": "0",
-        "max.message.bytes": str(16 * 1024 * 1024),
     },
 )
 # Rows on their way to the store; the writer commits only after inserting them.

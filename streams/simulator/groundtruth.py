@@ -9,7 +9,7 @@ group by key, bisect in sorted lists (a million events in about 20 s, nothing qu
 
 Rules that are easy to get wrong (all in docs/decisions.md, "Metric semantics"):
 - "within W after t" is the half-open interval (t, t + W]; events are ordered by (time, event_id).
-- Journey key = customer_id when non-empty ("c:" + it when it starts "s:" or "c:"), else "s:" +
+- Journey key = customer_id when non-empty ("~" + it when it starts "s:" or "~"), else "s:" +
   session_id, decided per event.
 - A gap of exactly `gap` keeps portal events in one journey; gap + 1 ms splits it.
 - Step k counts an event at the time step k-1 was reached (even the same event); window from step 1.
@@ -85,9 +85,10 @@ def epoch_ms(occurred_at: str) -> int:
 
 def journey_key(customer_id: str | None, session_id: str | None) -> str:
     """customer_id when known, else the session (decided per event, docs/decisions.md); a
-    customer id starting "s:" or "c:" is escaped with "c:" so it never names a session."""
+    customer id starting "s:" or "~" is escaped with "~" so it never names a session."""
     if customer_id:
-        return "c:" + customer_id if customer_id[:2] in ("s:", "c:") else customer_id
+        escape = customer_id[:2] == "s:" or customer_id[:1] == "~"
+        return "~" + customer_id if escape else customer_id
     return f"s:{session_id or ''}"
 
 

@@ -23,7 +23,8 @@ from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import topics
 from cxpulse.streams.dlq import read_dead_letters
-from cxpulse.streams.keyed import event_bytes
+from cxpulse.streams.funnels import load_funnels
+from cxpulse.streams.keyed import event_cost
 from cxpulse.streams.simulator.groundtruth import epoch_ms
 from cxpulse.streams.simulator.noise import Message
 from cxpulse.streams.simulator.output import send_to_kafka
@@ -31,7 +32,8 @@ from tests.support.kafka import wait_drained
 from tests.support.truth import HOUR, assert_store_equals_truth, ground_truth, history
 from tests.support.workers import alive_check, worker_pool, writer_thread
 
-KEY_BYTES = 16_384  # the flooded key's bound (CXPULSE_MAX_KEY_BYTES) in this test
+# The key bound (CXPULSE_MAX_KEY_BYTES) in this test: the flood passes it, no simulated key does.
+KEY_BYTES = 64 * 1024
 HOT = "hot-customer"
 
 
@@ -167,10 +169,13 @@ def test_a_hostile_mix_is_dead_lettered_exactly_and_the_rest_is_exact(
         )
     }
     overloaded = [d for d in letters.values() if d.reason == "key_overloaded"]
+    assert all(f"journey key {HOT!r}" in d.detail for d in overloaded)
     assert len(hot_ids) + len(overloaded) == len(flood)
     assert 0 < len(hot_ids) < len(flood)
     accepted_hot = [m for m in flood if m.event_id in hot_ids]
-    assert sum(event_bytes(decode_trusted(m.value)) for m in accepted_hot) <= KEY_BYTES
+    identities = 1 + len(load_funnels())  # its journey's row and one per funnel
+    cost = sum(event_cost(decode_trusted(m.value), HOT, identities) for m in accepted_hot)
+    assert cost <= KEY_BYTES
     assert {d.original for d in overloaded} == {m.value for m in flood} - {
         m.value for m in accepted_hot
     }
@@ -190,4 +195,4 @@ def test_a_hostile_mix_is_dead_lettered_exactly_and_the_rest_is_exact(
         "SELECT DISTINCT journey_key FROM events_raw FINAL WHERE event_id LIKE 'lookalike-%'"
     )
     assert lookalike
-    assert all(r["journey_key"].startswith("c:s:") for r in lookalike)
+    assert all(r["journey_key"].startswith("~s:") for r in lookalike)

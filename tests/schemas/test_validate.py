@@ -155,12 +155,14 @@ def test_journey_key() -> None:
 
 
 def test_a_customer_id_that_looks_like_an_internal_key_never_meets_a_session() -> None:
-    """Customer "s:sess-1" is not the anonymous session sess-1, nor customer "c:s:sess-1"."""
+    """Customer "s:sess-1" is not the anonymous session sess-1, nor customer "~s:sess-1"."""
     session = journey_key(_check(_with(P, None, "customer_id")))
     lookalike = journey_key(_check(_with(P, "s:sess-1", "customer_id")))
-    escaped = journey_key(_check(_with(P, "c:s:sess-1", "customer_id")))
+    escaped = journey_key(_check(_with(P, "~s:sess-1", "customer_id")))
     assert len({session, lookalike, escaped}) == 3
-    assert (lookalike, escaped) == ("c:s:sess-1", "c:c:s:sess-1")
+    assert (lookalike, escaped) == ("~s:sess-1", "~~s:sess-1")
+    # Ordinary ids, also with a colon, are kept as sent.
+    assert journey_key(_check(_with(P, "c:123", "customer_id"))) == "c:123"
 
 
 def test_attrs_at_their_bounds_are_accepted() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
+import msgspec
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +20,7 @@ from cxpulse.streams.keyed import (
     apply,
     decode_state,
     encode_state,
-    event_bytes,
+    event_cost,
     expired_keys,
     horizon_ms,
     precedence,
@@ -92,31 +94,34 @@ def test_an_overloaded_key_dead_letters_the_excess() -> None:
 def test_a_key_past_its_byte_bound_dead_letters_the_excess() -> None:
     """The bound is on bytes, so a few large events fill a key as surely as many small ones."""
     raws = [_raw(f"x{i}", minutes_ago=i) for i in range(40)]
-    one = event_bytes(decode_trusted(raws[0]))
+    one = event_cost(decode_trusted(raws[0]), "cust-1", DEFAULT_KEY_LIMITS.identities)
+    limits = KeyLimits(bytes=10 * one + one // 2)
     states: dict[str, KeyState] = {}
-    outcome = apply(states, _records(raws), KeyLimits(bytes=10 * one + one // 2))
+    outcome = apply(states, _records(raws), limits)
     assert outcome.accepted == 10
     assert [reason for reason, _ in outcome.dead_letters] == ["key_overloaded"] * 30
     state = states["cust-1"]
-    assert state.size_bytes == sum(event_bytes(e) for e in state.events.values()) <= 10.5 * one
+    assert state.size_bytes == 10 * one
     # A restored state written before the bound existed is counted on first use.
     restored = decode_state(
         encode_state(state).replace(b',"size_bytes":' + str(state.size_bytes).encode(), b"")
     )
     assert restored.size_bytes == -1
-    again = apply({"cust-1": restored}, _records(raws[10:11]), KeyLimits(bytes=10 * one + one // 2))
+    again = apply({"cust-1": restored}, _records(raws[10:11]), limits)
     assert [reason for reason, _ in again.dead_letters] == ["key_overloaded"]
     assert restored.size_bytes == state.size_bytes
 
 
-def test_a_full_key_state_fits_kafkas_default_message_limit() -> None:
-    """Worst case for the state: the smallest events, each its own journey (most row
-    fingerprints per byte of events), with the longest customer id, filled to the default
-    byte bound. Its state message must stay under Kafka's default 1 MiB."""
+@pytest.mark.parametrize("funnels", [1, 3])
+def test_a_full_key_state_fits_kafkas_default_message_limit(funnels: int) -> None:
+    """Worst case for the state: the smallest events, each its own journey in every funnel
+    (most row fingerprints per byte of events), under the longest customer id, filled to the
+    default byte bound. Its state message stays within the bound, so under Kafka's 1 MiB."""
     from cxpulse.streams.journeys import GAP_MS
     from cxpulse.streams.stage import JourneyStage
     from tests.streams.test_stage import FUNNELS, Collector
 
+    specs = [msgspec.structs.replace(FUNNELS[0], name=f"funnel_{i}") for i in range(funnels)]
     key = "k" * 128
     doc = {
         "event_id": "",
@@ -128,19 +133,20 @@ def test_a_full_key_state_fits_kafkas_default_message_limit() -> None:
         "data": {"entry": "e"},
     }
     raws = []
-    for i in range(4000):
+    for i in range(3000):
         at = NOW - timedelta(milliseconds=(i + 1) * (GAP_MS + 1))
         raws.append(orjson.dumps({**doc, "event_id": f"{i:x}", "occurred_at": at.isoformat()}))
-    stage = JourneyStage(Collector(), FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
+    stage = JourneyStage(Collector(), specs, restore=lambda p: {}, clock=lambda: NOW_MS)
     records = _records(raws)
-    stage.process(0, encode_batch(records[:1000]))
-    for start in range(1000, len(records), 1000):
+    for start in range(0, len(records), 1000):
         stage.process(0, encode_batch(records[start : start + 1000]))
     state = stage.partitions[0][key]
-    assert DEFAULT_KEY_LIMITS.bytes - 200 < state.size_bytes <= DEFAULT_KEY_LIMITS.bytes
+    assert len(state.emitted) == len(state.events) * (1 + funnels)
+    limit = DEFAULT_KEY_LIMITS.bytes
+    assert limit - 2000 < state.size_bytes <= limit  # full: one more event would not fit
     size = len(encode_state(state))
-    print(f"{len(state.events)} events, {state.size_bytes} B of events, state {size} B")
-    assert size < 1024 * 1024 - 64 * 1024
+    print(f"{funnels} funnels: {len(state.events)} events, state {size} B (bound {limit})")
+    assert size <= state.size_bytes < 1_000_000
 
 
 def test_conflicting_copies_keep_one_copy_whatever_the_order() -> None:
@@ -158,7 +164,7 @@ def test_conflicting_copies_keep_one_copy_whatever_the_order() -> None:
         assert outcome.conflicts >= 1
         assert outcome.conflicts + outcome.duplicates == len(order) - 1
         state = states["cust-1"]
-        assert state.size_bytes == event_bytes(state.events["dup"])
+        assert state.size_bytes == event_cost(state.events["dup"], "cust-1", 2)
     assert results[0] == results[1] == results[2]
     assert precedence(results[0]) == min(
         precedence(decode_trusted(a)), precedence(decode_trusted(b))
