@@ -40,6 +40,25 @@ def producer_config(bootstrap: str) -> dict[str, object]:
     }
 
 
+def _produce(
+    producer: Producer,
+    topic: str,
+    key: str | bytes | None,
+    payload: bytes | None,
+    partition: int | None,
+) -> None:
+    """Hand one message to librdkafka, waiting while its local queue is full."""
+    while True:
+        try:
+            if partition is None:
+                producer.produce(topic, payload, key)
+            else:
+                producer.produce(topic, payload, key, partition=partition)
+            return
+        except BufferError:  # let librdkafka send some, then retry
+            producer.poll(0.05)
+
+
 class JsonProducer:
     """Produces JSON (dicts, or bytes already encoded; None is a tombstone).
 
@@ -56,15 +75,7 @@ class JsonProducer:
         self, topic: str, key: str | bytes | None, value: object, partition: int | None = None
     ) -> None:
         payload = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
-        while True:
-            try:
-                if partition is None:
-                    self._producer.produce(topic, payload, key)
-                else:
-                    self._producer.produce(topic, payload, key, partition=partition)
-                return
-            except BufferError:  # local queue full: let librdkafka send some, then retry
-                self._producer.poll(0.05)
+        _produce(self._producer, topic, key, payload, partition)
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         if err is not None:
@@ -149,7 +160,7 @@ class TransactionalProducer:
         self.max_message_bytes = max_message_bytes
         self._dead_letters = dead_letters
         self._open = False
-        self._errors: list[KafkaError] = []
+        self._fatal: KafkaError | None = None
         config = {
             **producer_config(bootstrap),
             "transactional.id": transactional_id,
@@ -158,7 +169,7 @@ class TransactionalProducer:
             # librdkafka refuses larger messages itself (MSG_SIZE_TOO_LARGE at produce()).
             "message.max.bytes": max_message_bytes + 64 * 1024,
             "batch.size": min(1_000_000, max_message_bytes),
-            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
         }
         self._producer = Producer(config)
 
@@ -167,7 +178,7 @@ class TransactionalProducer:
         try:
             self._producer.init_transactions(timeout_s)
         except KafkaException as exc:
-            raise _failure(f"init_transactions({self.transactional_id})", exc.args[0]) from exc
+            raise self._failed(f"init_transactions({self.transactional_id})", exc.args[0]) from exc
 
     def send(
         self, topic: str, key: str | bytes | None, value: object, partition: int | None = None
@@ -176,28 +187,21 @@ class TransactionalProducer:
             try:
                 self._producer.begin_transaction()
             except KafkaException as exc:
-                raise _failure(f"begin_transaction({self.transactional_id})", exc.args[0]) from exc
+                raise self._failed(f"begin_transaction({self.transactional_id})",
+                                   exc.args[0]) from exc  # fmt: skip
             self._open = True
         payload = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
-        size = len(payload or b"") + len(key or b"")
+        size = len(payload or b"") + len(key.encode() if isinstance(key, str) else key or b"")
         if size > self.max_message_bytes:
             self._too_large(topic, key, payload or b"", size)
             return
-        while True:
-            try:
-                if partition is None:
-                    self._producer.produce(topic, payload, key)
-                else:
-                    self._producer.produce(topic, payload, key, partition=partition)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.code() != KafkaError.MSG_SIZE_TOO_LARGE:
-                    raise _failure(f"produce to {topic}", error) from exc
-                self._too_large(topic, key, payload or b"", size)
-                return
+        try:
+            _produce(self._producer, topic, key, payload, partition)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                raise self._failed(f"produce to {topic}", error) from exc
+            self._too_large(topic, key, payload or b"", size)
 
     def _too_large(self, topic: str, key: str | bytes | None, payload: bytes, size: int) -> None:
         if self._dead_letters is None:
@@ -212,9 +216,17 @@ class TransactionalProducer:
         letter = self._dead_letters(reason, detail, topic, payload)
         self._producer.produce(topics.DLQ.name, letter, key)
 
-    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
-        if err is not None:
-            self._errors.append(err)
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+
+    def _failed(self, what: str, error: KafkaError) -> TransactionFailed:
+        """A call failed: name the cause. A call that fails as `_FATAL` carries no reason;
+        the producer's fatal error (served to `_on_error`) says whether it was fenced."""
+        if error.code() == KafkaError._FATAL:
+            self._producer.poll(0)
+            error = self._fatal or error
+        return _failure(what, error)
 
     def commit(self, retry_for_s: float = TRANSACTION_TIMEOUT_MS / 1000) -> bool:
         """Commit what was sent since the last commit (blocks); False when nothing was sent.
@@ -236,9 +248,8 @@ class TransactionalProducer:
                     continue
                 if error.txn_requires_abort():
                     self._abort()
-                raise _failure(f"commit_transaction({self.transactional_id})", error) from exc
-        self._open = False
-        self._errors.clear()  # a failed delivery fails the commit above
+                raise self._failed(f"commit_transaction({self.transactional_id})", error) from exc
+        self._open = False  # a failed delivery fails the commit above
         return True
 
     def _abort(self) -> None:

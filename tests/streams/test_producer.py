@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from cxpulse.streams import topics
 from cxpulse.streams.app import too_large_letter
@@ -106,3 +106,17 @@ def test_output_too_large_for_kafka_is_dead_lettered_with_its_key(bootstrap: str
     assert "'huge'" in letters[0][1]
     assert "'huge-row'" in letters[1][1]
     assert [k for k, _ in _committed(bootstrap, topics.STATE.name, 2, start)] == [b"small"]
+
+
+def test_a_call_failing_as_fatal_is_named_by_the_producers_fatal_error() -> None:
+    """A produce() after the producer was fenced fails only as `_FATAL`; the fatal error the
+    producer reported says it was fenced, and the worker must hear that (exit, never write)."""
+    producer = TransactionalProducer("127.0.0.1:1", "test-fatal")
+    bare = KafkaError(KafkaError._FATAL, "Unable to produce message: Local: Fatal error")
+    assert not producer._failed("produce to t", bare).fenced
+    producer._on_error(
+        KafkaError(KafkaError._FENCED, "Producer fenced by newer instance", fatal=True)
+    )
+    failure = producer._failed("produce to t", bare)
+    assert failure.fenced
+    assert "fenced" in str(failure).lower()
