@@ -591,6 +591,38 @@ class Batch:
         j, rest = divmod(at_ms - self.first_ms, self.every_ms)
         return j if rest == 0 and 0 <= j < len(self.baselines) else None
 
+    @classmethod
+    def of(
+        cls,
+        rows: list[dict[str, Any]],
+        first_ms: int,
+        every_ms: int,
+        points: int,
+        known: int,
+        key: tuple[str, ...],
+        counts: tuple[str, ...],
+    ) -> Batch:
+        """The batch of a query whose rows carry their window (`w_*`) and baseline (`b_*`)
+        point ranges."""
+        windows = per_point(rows, key, counts, known, "w")
+        return cls(first_ms, every_ms, known, windows, per_point(rows, key, counts, points, "b"))
+
+
+def _time_grid(
+    top0: int, hi0: int, baseline_ms: int, every_ms: int, points: int, known: int
+) -> tuple[dict[str, Any], tuple[str, str, str], str, str]:
+    """Parameters, bounds and the window and baseline range columns of a batch over a time
+    column `t`: point j's window is [hi0, top0) and its baseline [hi0 - baseline, hi0), each
+    moved by j * every."""
+    params: dict[str, Any] = {
+        "top0": top0, "hi0": hi0, "lo0": hi0 - baseline_ms, "lo": ch_time(hi0 - baseline_ms),
+        "hi": ch_time(max(hi0 + (points - 1) * every_ms, top0 + (known - 1) * every_ms)),
+    }  # fmt: skip
+    bounds = ("{lo0:Int64}", "{hi0:Int64}", "{top0:Int64}")
+    window = _point_range("t", bounds[1], bounds[2], every_ms, known, "w")
+    base = _point_range("t", bounds[0], bounds[1], every_ms, points, "b")
+    return params, bounds, window, base
+
 
 def timely_dropoff_batch(
     store: Store,
@@ -650,9 +682,7 @@ FROM (
 ARRAY JOIN {segments} AS seg
 GROUP BY k, attr, value, w_first, w_last, b_first, b_last"""
     rows = store.query(sql, params) if ks else []
-    key, counts = ("k", "attr", "value"), ("n", "hits")
-    return Batch(first_ms, every_ms, known, per_point(rows, key, counts, known, "w"),
-                 per_point(rows, key, counts, points, "b"))  # fmt: skip
+    return Batch.of(rows, first_ms, every_ms, points, known, ("k", "attr", "value"), ("n", "hits"))
 
 
 def contact_alert_batch(
@@ -676,14 +706,9 @@ def contact_alert_batch(
     known = min(known, points)
     pairs = ", ".join(f"('{c}', toString({c}))" for c in segment_columns)
     top0 = first_ms - settle_ms
-    hi0 = top0 - window_ms
-    params: dict[str, Any] = {
-        "top0": top0, "hi0": hi0, "lo0": hi0 - baseline_ms, "lo": ch_time(hi0 - baseline_ms),
-        "hi": ch_time(max(hi0 + (points - 1) * every_ms, top0 + (known - 1) * every_ms)),
-    }  # fmt: skip
-    bounds = ("{lo0:Int64}", "{hi0:Int64}", "{top0:Int64}")
-    window = _point_range("t", bounds[1], bounds[2], every_ms, known, "w")
-    base = _point_range("t", bounds[0], bounds[1], every_ms, points, "b")
+    params, bounds, window, base = _time_grid(
+        top0, top0 - window_ms, baseline_ms, every_ms, points, known
+    )
     sql = f"""
 SELECT seg.1 AS attr, seg.2 AS value, w_first, w_last, b_first, b_last, count() AS contacts,
     countIf(sl) AS sl_n, countIf(sl AND NOT answered_within_sl) AS sl_misses,
@@ -698,9 +723,8 @@ FROM (
 ARRAY JOIN segs AS seg
 GROUP BY attr, value, w_first, w_last, b_first, b_last"""
     rows = store.query(sql, params)
-    key, counts = ("attr", "value"), ("contacts", "sl_n", "sl_misses", "n_queued", "n_abandoned")
-    return Batch(first_ms, every_ms, known, per_point(rows, key, counts, known, "w"),
-                 per_point(rows, key, counts, points, "b"))  # fmt: skip
+    counts = ("contacts", "sl_n", "sl_misses", "n_queued", "n_abandoned")
+    return Batch.of(rows, first_ms, every_ms, points, known, ("attr", "value"), counts)
 
 
 def funnel_entries_batch(
@@ -719,15 +743,10 @@ def funnel_entries_batch(
     () -> (journeys,), per point as in `timely_dropoff_batch` (a baseline needs the data up
     to `first_ms` while (points - 1) * every <= span_ms)."""
     known = min(known, points)
-    hi0 = first_ms - span_ms
-    params: dict[str, Any] = {
-        "funnel": funnel, "top0": first_ms, "hi0": hi0, "lo0": hi0 - baseline_ms,
-        "lo": ch_time(hi0 - baseline_ms),
-        "hi": ch_time(max(hi0 + (points - 1) * every_ms, first_ms + (known - 1) * every_ms)),
-    }  # fmt: skip
-    bounds = ("{lo0:Int64}", "{hi0:Int64}", "{top0:Int64}")
-    window = _point_range("t", bounds[1], bounds[2], every_ms, known, "w")
-    base = _point_range("t", bounds[0], bounds[1], every_ms, points, "b")
+    params, bounds, window, base = _time_grid(
+        first_ms, first_ms - span_ms, baseline_ms, every_ms, points, known
+    )
+    params["funnel"] = funnel
     sql = f"""
 SELECT w_first, w_last, b_first, b_last, count() AS n
 FROM (
@@ -739,5 +758,4 @@ FROM (
 )
 GROUP BY w_first, w_last, b_first, b_last"""
     rows = store.query(sql, params)
-    return Batch(first_ms, every_ms, known, per_point(rows, (), ("n",), known, "w"),
-                 per_point(rows, (), ("n",), points, "b"))  # fmt: skip
+    return Batch.of(rows, first_ms, every_ms, points, known, (), ("n",))
