@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python -m bench.worker_throughput
 	$(BIN)/python -m bench.freshness
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.history
 
 format: setup
 	$(BIN)/ruff format .

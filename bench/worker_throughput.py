@@ -48,6 +48,7 @@ from cxpulse.sinks.writer import WriterStats
 from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.rowbatch import RowBatcher
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import JourneyStage
@@ -206,12 +207,14 @@ def stage_in_process(raws: list[bytes], now_ms: int) -> float:
     """Events/s of the journey stage alone (no Kafka), in groups of keyed messages as the
     worker's agent takes them."""
     batches = keyed_batches(raws, now_ms)
-    stage = JourneyStage(EncodingSender(), load_funnels(), restore=lambda p: {})
+    rows = RowBatcher(EncodingSender())  # as the worker sends store rows (streams/app.py)
+    stage = JourneyStage(rows, load_funnels(), restore=lambda p: {})
     started = time.perf_counter()
     for first in range(0, len(batches), GROUP_MESSAGES):
         group = batches[first : first + GROUP_MESSAGES]
         stage.process_all([(partition, value, -1) for partition, value in group])
         stage.persist()
+        rows.flush(None)
     return len(raws) / (time.perf_counter() - started)
 
 

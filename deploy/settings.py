@@ -60,12 +60,18 @@ class Settings(BaseSettings):
         20_000, ge=1, description="Most events one journey key holds; the excess is dead-lettered."
     )
     max_key_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=16 * 1024,
+        description="Most bytes one journey key's state may hold in memory, counting its events "
+        "and the row fingerprints they may add; the excess is dead-lettered.",
+    )
+    max_unit_bytes: int = Field(
         512 * 1024,
         ge=16 * 1024,
         le=960 * 1024,
-        description="Most bytes one journey key's state may reach, counting its events and the "
-        "row fingerprints they may add; the excess is dead-lettered. Within Kafka's default "
-        "1 MiB message limit.",
+        description="Most bytes one journey, one contact or one key's links may reach, counted "
+        "as for the key; each is one record of the state topic, so this keeps it within Kafka's "
+        "default 1 MiB message limit. The excess is dead-lettered.",
     )
     clickhouse_url: str | None = Field(
         None,
@@ -259,7 +265,7 @@ class Settings(BaseSettings):
     def key_limits(self) -> KeyLimits:
         from cxpulse.streams.keyed import KeyLimits
 
-        return KeyLimits(self.max_key_events, self.max_key_bytes)
+        return KeyLimits(self.max_key_events, self.max_key_bytes, self.max_unit_bytes)
 
     def shift_table(self) -> ShiftTable:
         from zoneinfo import ZoneInfo

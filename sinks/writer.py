@@ -8,8 +8,12 @@ When the store fails the writer keeps its buffer, pauses consumption and retries
 A row the store refuses as data (a parse or type error, `StoreError.bad_data`) would fail every
 retry and stall its partition for good, so the batch is split in halves until the refused rows
 are alone; those go to the dead-letter topic as `unstorable_row` with ClickHouse's message, and
-the rest are stored. A message that is not one JSON object on one line is dead-lettered before
-it joins a batch, since it could corrupt or split the JSONEachRow insert.
+the rest are stored.
+
+A message holds one row or, from the journey stage's `RowBatcher` (streams/rowbatch.py), many:
+JSONEachRow, one row per line. A line that is not one UTF-8 JSON object is dead-lettered alone
+before it joins a batch (it could corrupt the insert or split into two rows), naming the line
+of its message; the other lines of that message are stored.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -32,7 +38,15 @@ from cxpulse.streams.producer import JsonProducer
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+MAX_POLL_MESSAGES = 10_000
 UNSTORABLE_ROW = "unstorable_row"
+
+# Where a row came from: its message, its line there (from 1) and the message's lines.
+Origin = tuple[Source, int, int]
+# Consecutive buffered rows from one message: the first one's index in its table's buffer, the
+# message, the first one's line and the message's lines. One per message, not one per row: a
+# tuple per row cost as much as everything else `_add` does for the row.
+Run = tuple[int, Source, int, int]
 
 
 @dataclass
@@ -63,10 +77,11 @@ class StoreWriter:
         self.stats = WriterStats()
         self._on_flush = on_flush
         self._buffers: dict[str, list[bytes]] = {table: [] for table in self.tables.values()}
-        self._sources: dict[str, list[Source]] = {table: [] for table in self.tables.values()}
+        self._runs: dict[str, list[Run]] = {table: [] for table in self.tables.values()}
         self._dead_letters = JsonProducer(bootstrap)
         self._letters_unflushed = False
         self._buffered = 0
+        self._rows_per_message = 1  # in the last poll, rounded up: sizes the next one
         self._oldest: float | None = None
         self._offsets: dict[tuple[str, int], int] = {}
         self._paused = False
@@ -120,7 +135,13 @@ class StoreWriter:
                 self._try_flush()
             # Retry on time: a poll must not run past the backoff it waits out.
             timeout_s = min(timeout_s, max(0.0, self._retry_at - time.monotonic()))
-        messages = self._consumer.consume(num_messages=10_000, timeout=timeout_s)
+        # A message may hold hundreds of rows: take about as many as the batch has room for,
+        # so it stays near batch_rows instead of growing to all that librdkafka has fetched.
+        room = (self.batch_rows - self._buffered) // self._rows_per_message
+        messages = self._consumer.consume(
+            num_messages=max(1, min(MAX_POLL_MESSAGES, room)), timeout=timeout_s
+        )
+        rows = 0
         for message in messages:
             error = message.error()
             if error is not None:
@@ -128,31 +149,53 @@ class StoreWriter:
                     raise KafkaException(error)
                 log.warning("store topic consume error: %s", error)
                 continue
-            self._add(message.topic(), message.partition(), message.offset(), message.value())
+            rows += self._add(message.topic(), message.partition(), message.offset(),
+                              message.value())  # fmt: skip
+        if messages:
+            self._rows_per_message = max(1, -(-rows // len(messages)))
         full = self._buffered >= self.batch_rows
         due = self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
         if (full or due) and not self._paused:
             self._try_flush()
 
-    def _add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
-        if value is not None:
-            source = Source(topic, partition, offset)
-            problem = _unstorable(value)
-            if problem is not None:
-                self._reject(source, value, problem)
-            else:
-                table = self.tables[topic]
-                self._buffers[table].append(value)
-                self._sources[table].append(source)
-                self._buffered += 1
-            if self._oldest is None:  # a dead letter, too, is due in Kafka and then committed
-                self._oldest = time.monotonic()
+    def _add(self, topic: str, partition: int, offset: int, value: bytes | None) -> int:
+        """Buffer a message's rows, dead-lettering the lines that are not rows; returns its
+        lines."""
         self._offsets[(topic, partition)] = offset + 1
+        if value is None:
+            return 0
+        if self._oldest is None:  # a dead letter, too, is due in Kafka and then committed
+            self._oldest = time.monotonic()
+        source = Source(topic, partition, offset)
+        table = self.tables[topic]
+        buffer, runs = self._buffers[table], self._runs[table]
+        lines = value.split(b"\n") if b"\n" in value else [value]  # `in`: memchr, fast
+        count = len(lines)
+        if _all_storable(value, count):
+            runs.append((len(buffer), source, 1, count))
+            buffer.extend(lines)
+            self._buffered += count
+            return count
+        for line, row in enumerate(lines, 1):
+            problem = _unstorable(row)
+            if problem is not None:
+                self._reject((source, line, count), row, problem)
+            else:
+                runs.append((len(buffer), source, line, count))
+                buffer.append(row)
+                self._buffered += 1
+        return count
 
-    def _insert(self, table: str, rows: list[bytes], sources: list[Source]) -> int:
-        """Insert `rows`, splitting them to dead-letter those the store refuses as data; returns
-        how many were stored. Other errors (the store is down) propagate, and the flush is
-        retried later."""
+    def _origin(self, table: str, index: int) -> Origin:
+        """Where the row at `index` of the table's buffer came from."""
+        runs = self._runs[table]
+        first, source, line, lines = runs[bisect_right(runs, index, key=itemgetter(0)) - 1]
+        return source, line + index - first, lines
+
+    def _insert(self, table: str, rows: list[bytes], first: int = 0) -> int:
+        """Insert `rows` (the table's buffer from index `first` on), splitting them to
+        dead-letter those the store refuses as data; returns how many were stored. Other errors
+        (the store is down) propagate, and the flush is retried later."""
         try:
             return self.store.insert(table, [orjson.Fragment(row) for row in rows])
         except (StoreError, ValueError, TypeError) as exc:
@@ -160,13 +203,17 @@ class StoreWriter:
             if isinstance(exc, StoreError) and not exc.bad_data:
                 raise
             if len(rows) == 1:
-                self._reject(sources[0], rows[0], f"{table}: {exc}")
+                self._reject(self._origin(table, first), rows[0], f"{table}: {exc}")
                 return 0
             half = len(rows) // 2
-            stored = self._insert(table, rows[:half], sources[:half])
-            return stored + self._insert(table, rows[half:], sources[half:])
+            stored = self._insert(table, rows[:half], first)
+            return stored + self._insert(table, rows[half:], first + half)
 
-    def _reject(self, source: Source, value: bytes, detail: str) -> None:
+    def _reject(self, origin: Origin, value: bytes, detail: str) -> None:
+        """Dead-letter one row (`value`, a line of the message when it has several)."""
+        source, line, lines = origin
+        if lines > 1:
+            detail = f"line {line} of {lines}: {detail}"
         log.warning("dead-lettering %s[%d]@%d: %s", source.topic, source.partition,
                     source.offset, detail)  # fmt: skip
         rejection = Rejection(UNSTORABLE_ROW, detail)
@@ -183,10 +230,10 @@ class StoreWriter:
         try:
             for table, rows in self._buffers.items():
                 if rows:
-                    stored = self._insert(table, rows, self._sources[table])
+                    stored = self._insert(table, rows)
                     self.stats.rows_written[table] = self.stats.rows_written.get(table, 0) + stored
                     rows.clear()  # a later failure must not insert these again
-                    self._sources[table].clear()
+                    self._runs[table].clear()
         except StoreError as exc:
             self.stats.store_errors += 1
             self._pause(exc)
@@ -228,11 +275,30 @@ class StoreWriter:
     def _clear(self) -> None:
         for rows in self._buffers.values():
             rows.clear()
-        for sources in self._sources.values():
-            sources.clear()
+        for runs in self._runs.values():
+            runs.clear()
         self._offsets.clear()
         self._buffered = 0
         self._oldest = None
+
+
+def _all_storable(value: bytes, lines: int) -> bool:
+    """Whether each of the message's `lines` is a row `_unstorable` takes, checked over the
+    whole message at C speed rather than line by line: it starts with `{`, ends with `}` and
+    every newline stands between `}` and `{` (the occurrences cannot overlap), and it is
+    UTF-8 as a whole, which holds for each line too since a newline is never part of a
+    multi-byte sequence. ASCII, the usual case, needs no decoding at all."""
+    if not (value.startswith(b"{") and value.endswith(b"}")):
+        return False
+    if lines > 1 and value.count(b"}\n{") != lines - 1:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _unstorable(value: bytes) -> str | None:

@@ -41,12 +41,14 @@ from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import ShiftTable
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.ingest import Source, dead_letter
-from cxpulse.streams.keyed import DEFAULT_KEY_LIMITS, KeyLimits, KeyState
+from cxpulse.streams.keyed import DEFAULT_KEY_LIMITS, KeyLimits
+from cxpulse.streams.keystate import KeyState
 from cxpulse.streams.producer import (
     DEFAULT_MAX_MESSAGE_BYTES,
     TransactionalProducer,
     TransactionFailed,
 )
+from cxpulse.streams.rowbatch import MAX_MESSAGE_BYTES, RowBatcher
 from cxpulse.streams.stage import JourneyStage
 from cxpulse.streams.state_store import restore_partition
 
@@ -127,7 +129,9 @@ def create_app(
     def unowned(partition: int) -> dict[str, KeyState]:
         raise RuntimeError(f"keyed partition {partition} is not owned by this worker")
 
-    stage = JourneyStage(output, funnels, unowned, shifts=shifts, limits=limits)
+    # Store rows leave in a few messages per partition's transaction, not one per row.
+    rows = RowBatcher(output, max_bytes=min(MAX_MESSAGE_BYTES, max_message_bytes))
+    stage = JourneyStage(rows, funnels, unowned, shifts=shifts, limits=limits)
     keyed = app.topic(topics.KEYED.name, value_serializer="raw")
 
     async def off_loop(fn: Callable[..., T], *args: Any) -> T:
@@ -165,6 +169,7 @@ def create_app(
                 output.target = owners[partition]
                 stage.process_all(messages)
                 stage.persist()
+                rows.flush(None)
         commit(sorted(groups))
 
     def close_journeys() -> None:
@@ -173,6 +178,7 @@ def create_app(
                 output.target = owners[partition]
                 stage.tick()
                 stage.persist()
+                rows.flush(None)
         commit(sorted(owners))
 
     async def handle(messages: list[Message]) -> None:

@@ -176,8 +176,62 @@ def _first(events: Sequence[tuple[int, Event]], kind: type) -> tuple[int, Any] |
     return next(((at, e) for at, e in events if isinstance(e, kind)), None)
 
 
+def contact_start(items: Sequence[tuple[int, Event]]) -> tuple[int, ContactStarted] | None:
+    """A contact's start: its first `cc.contact_started` (items sorted as `by_time` does)."""
+    return _first(items, ContactStarted)
+
+
+def contact_of(
+    contact_id: str,
+    items: Sequence[tuple[int, Event]],
+    started: tuple[int, ContactStarted],
+    start_times: Sequence[int],
+) -> Contact:
+    """One contact from its events (sorted as `by_time` does) and its start. The other
+    contacts of the customer enter only through the sorted start times of all of them (the
+    follow-up flags), so a contact can be recomputed alone."""
+    start_ms, first = started
+
+    def repeated_within(window_ms: int) -> bool:
+        """Another contact of the customer started in (start, start + window]."""
+        index = bisect_right(start_times, start_ms)
+        return index < len(start_times) and start_times[index] <= start_ms + window_ms
+
+    queued = _first(items, Queued)
+    answered = _first(items, Answered)
+    abandoned = _first(items, Abandoned)
+    ended = _first(items, ContactEnded)
+    ivr = _first(items, IvrCompleted)
+    surveys = [e for _, e in items if isinstance(e, SurveySubmitted)]
+    survey = surveys[-1].data if surveys else None
+    return Contact(
+        contact_id=contact_id,
+        customer_id=first.customer_id,
+        started_ms=start_ms,
+        channel=first.data.channel,
+        linked_session_id=first.data.linked_session_id,
+        queue=queued[1].data.queue if queued else None,
+        team=answered[1].data.team if answered else None,
+        queued_ms=queued[0] if queued else None,
+        answered_ms=answered[0] if answered else None,
+        abandoned_ms=abandoned[0] if abandoned else None,
+        ended_ms=ended[0] if ended else None,
+        transfers=sum(1 for _, e in items if isinstance(e, Transferred)),
+        ivr_outcome=ivr[1].data.outcome if ivr else None,
+        resolved=bool(ended and ended[1].data.resolved),
+        part_shipped=bool(ended and ended[1].data.part_shipped),
+        csat=survey.csat if survey else None,
+        nps=survey.nps if survey else None,
+        ces=survey.ces if survey else None,
+        repeat_within_24h=repeated_within(IVR_FOLLOWUP_MS),
+        repeat_within_7d=repeated_within(FCR_WINDOW_MS),
+        attrs=dict(first.attrs),
+    )
+
+
 def build_contacts(timeline: Sequence[tuple[int, Event]]) -> list[Contact]:
-    """Every contact of a customer key that has a `cc.contact_started`, in start order.
+    """Every contact of a customer key that has a `cc.contact_started`, in start order: the
+    reference the journey stage's incremental state (`keystate.py`) is tested against.
 
     `timeline` is the key's events as `by_time` orders them.
     """
@@ -185,54 +239,13 @@ def build_contacts(timeline: Sequence[tuple[int, Event]]) -> list[Contact]:
     for at, event in timeline:
         if isinstance(event, ContactEvent):
             by_contact.setdefault(event.contact_id, []).append((at, event))
-    starts: list[tuple[int, str, list[tuple[int, Event]], ContactStarted]] = []
-    for contact_id, items in by_contact.items():
-        started = _first(items, ContactStarted)
-        if started is not None:
-            starts.append((started[0], contact_id, items, started[1]))
-    starts.sort(key=lambda s: (s[0], s[1]))
+    starts = sorted(
+        (started[0], contact_id, items, started)
+        for contact_id, items in by_contact.items()
+        if (started := contact_start(items)) is not None
+    )
     start_times = [s[0] for s in starts]
-
-    def repeated_within(start_ms: int, window_ms: int) -> bool:
-        """Another contact of the customer started in (start, start + window]."""
-        index = bisect_right(start_times, start_ms)
-        return index < len(start_times) and start_times[index] <= start_ms + window_ms
-
-    contacts = []
-    for start_ms, contact_id, items, started in starts:
-        queued = _first(items, Queued)
-        answered = _first(items, Answered)
-        abandoned = _first(items, Abandoned)
-        ended = _first(items, ContactEnded)
-        ivr = _first(items, IvrCompleted)
-        surveys = [e for _, e in items if isinstance(e, SurveySubmitted)]
-        survey = surveys[-1].data if surveys else None
-        contacts.append(
-            Contact(
-                contact_id=contact_id,
-                customer_id=started.customer_id,
-                started_ms=start_ms,
-                channel=started.data.channel,
-                linked_session_id=started.data.linked_session_id,
-                queue=queued[1].data.queue if queued else None,
-                team=answered[1].data.team if answered else None,
-                queued_ms=queued[0] if queued else None,
-                answered_ms=answered[0] if answered else None,
-                abandoned_ms=abandoned[0] if abandoned else None,
-                ended_ms=ended[0] if ended else None,
-                transfers=sum(1 for _, e in items if isinstance(e, Transferred)),
-                ivr_outcome=ivr[1].data.outcome if ivr else None,
-                resolved=bool(ended and ended[1].data.resolved),
-                part_shipped=bool(ended and ended[1].data.part_shipped),
-                csat=survey.csat if survey else None,
-                nps=survey.nps if survey else None,
-                ces=survey.ces if survey else None,
-                repeat_within_24h=repeated_within(start_ms, IVR_FOLLOWUP_MS),
-                repeat_within_7d=repeated_within(start_ms, FCR_WINDOW_MS),
-                attrs=dict(started.attrs),
-            )
-        )
-    return contacts
+    return [contact_of(cid, items, started, start_times) for _, cid, items, started in starts]
 
 
 DEFAULT_SHIFTS = "day=08:00-16:00,evening=16:00-00:00,night=00:00-08:00"

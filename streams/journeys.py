@@ -7,8 +7,10 @@ computing again. The rules are those of docs/decisions.md, "Metric semantics".
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from cxpulse.schemas.events import (
     ContactStarted,
@@ -105,8 +107,8 @@ def _ttr(
         return ordered_at - start
     if escalated_at is None:
         return None
-    after = next((ended for started, _, ended in resolved if started >= escalated_at), None)
-    return None if after is None else after - start
+    index = bisect_left(resolved, escalated_at, key=itemgetter(0))
+    return None if index == len(resolved) else resolved[index][2] - start  # type: ignore[operator]
 
 
 def _first_match(
@@ -129,6 +131,73 @@ def _data(event: Event) -> dict[str, object]:
     return {field: getattr(data, field) for field in data.__struct_fields__}
 
 
+def escalation_at(
+    run: Sequence[tuple[int, Event]],
+    sessions: tuple[str, ...],
+    next_start: int | None,
+    contact_starts: Sequence[int],
+    links: Sequence[tuple[int, str]],
+    escalation_window_ms: int = ESCALATION_WINDOW_MS,
+) -> int | None:
+    """When a run escalated: its first help request, or the first contact start of the key
+    (sorted `contact_starts`) or linked to one of its sessions (sorted (time, session) `links`)
+    after its start, within the window after its last event and before the next run starts."""
+    start, last = run[0][0], run[-1][0]
+    bound = last + escalation_window_ms
+    if next_start is not None:
+        bound = min(bound, next_start - 1)
+    found = [at for at, e in run if isinstance(e, HelpRequested)][:1]
+    index = bisect_right(contact_starts, start)
+    if index < len(contact_starts) and contact_starts[index] <= bound:
+        found.append(contact_starts[index])
+    for at, session in links[bisect_right(links, start, key=itemgetter(0)) :]:
+        if at > bound:
+            break
+        if session in sessions:
+            found.append(at)
+            break
+    return min(found, default=None)
+
+
+def journey_of(
+    key: str,
+    run: Sequence[tuple[int, Event]],
+    next_start: int | None,
+    contact_starts: Sequence[int],
+    links: Sequence[tuple[int, str]],
+    resolved: Sequence[tuple[int, str, int | None]],
+    funnels: Sequence[FunnelSpec],
+    escalation_window_ms: int = ESCALATION_WINDOW_MS,
+) -> Journey:
+    """One run's journey. Its neighbours enter only through `next_start` (the next run's start)
+    and the key's sorted indexes: the times of its contacts' `cc.contact_started` events,
+    (time, linked session) of the contacts linked to it, and (start, contact_id, end) of its
+    resolved contacts (for TTR), so a run can be recomputed alone."""
+    start, last = run[0][0], run[-1][0]
+    sessions = tuple(sorted({e.session_id for _, e in run}))  # runs hold portal events
+    escalated_at = escalation_at(run, sessions, next_start, contact_starts, links,
+                                 escalation_window_ms)  # fmt: skip
+    ordered_at = next((at for at, e in run if isinstance(e, OrderPlaced)), None)
+    progress = {}
+    for funnel in funnels:
+        result = funnel_progress(run, funnel, escalated_at)
+        if result is not None:
+            progress[funnel.name] = result
+    first = run[0][1]
+    anonymous = isinstance(first, PortalEvent) and first.customer_id is None
+    return Journey(
+        key, first.event_id, start, last, dict(first.attrs), sessions,
+        escalated_at, ordered_at, progress, anonymous,
+        _ttr(start, escalated_at, ordered_at, () if anonymous else resolved),
+    )  # fmt: skip
+
+
+def resolved_index(contacts: Iterable[Contact]) -> list[tuple[int, str, int | None]]:
+    """(start, contact_id, end) of the resolved, ended contacts, sorted: what TTR looks up."""
+    return sorted((c.started_ms, c.contact_id, c.ended_ms) for c in contacts
+                  if c.resolved and c.ended_ms)  # fmt: skip
+
+
 def build_journeys(
     key: str,
     timeline: Sequence[tuple[int, Event]],
@@ -138,7 +207,8 @@ def build_journeys(
     gap_ms: int = GAP_MS,
     escalation_window_ms: int = ESCALATION_WINDOW_MS,
 ) -> list[Journey]:
-    """Every portal journey of a key, with escalation, order, TTR and funnel progress.
+    """Every portal journey of a key, with escalation, order, TTR and funnel progress: the
+    reference the journey stage's incremental state (`keystate.py`) is tested against.
 
     `timeline` is the key's events as `by_time` orders them; `contacts` are the key's assembled
     contacts (for TTR); anonymous journeys, whose contacts live under the customer's key, have
@@ -146,34 +216,19 @@ def build_journeys(
     """
     runs = sessionize(timeline, gap_ms)
     starts = [at for at, e in timeline if isinstance(e, ContactStarted)]
-    linked = [(event_time_ms(e), e) for e in links if isinstance(e, ContactStarted)]
-    resolved = sorted(
-        (c.started_ms, c.contact_id, c.ended_ms) for c in contacts if c.resolved and c.ended_ms
-    )
-    journeys = []
-    for index, run in enumerate(runs):
-        start, last = run[0][0], run[-1][0]
-        next_start = runs[index + 1][0][0] if index + 1 < len(runs) else None
-        sessions = tuple(sorted({e.session_id for _, e in run}))  # runs hold portal events
-        escalations = [at for at, e in run if isinstance(e, HelpRequested)]
-        candidates = starts + [at for at, c in linked if c.data.linked_session_id in sessions]
-        for at in candidates:
-            before_next = next_start is None or at < next_start
-            if start < at <= last + escalation_window_ms and before_next:
-                escalations.append(at)
-        escalated_at = min(escalations) if escalations else None
-        ordered_at = next((at for at, e in run if isinstance(e, OrderPlaced)), None)
-        progress = {}
-        for funnel in funnels:
-            result = funnel_progress(run, funnel, escalated_at)
-            if result is not None:
-                progress[funnel.name] = result
-        first = run[0][1]
-        anonymous = isinstance(first, PortalEvent) and first.customer_id is None
-        journey = Journey(
-            key, first.event_id, start, last, dict(first.attrs), sessions,
-            escalated_at, ordered_at, progress, anonymous,
-            _ttr(start, escalated_at, ordered_at, () if anonymous else resolved),
-        )  # fmt: skip
-        journeys.append(journey)
-    return journeys
+    linked = sorted((event_time_ms(e), e.data.linked_session_id) for e in links
+                    if isinstance(e, ContactStarted) and e.data.linked_session_id)  # fmt: skip
+    resolved = resolved_index(contacts)
+    return [
+        journey_of(
+            key,
+            run,
+            runs[i + 1][0][0] if i + 1 < len(runs) else None,
+            starts,
+            linked,
+            resolved,
+            funnels,
+            escalation_window_ms,
+        )
+        for i, run in enumerate(runs)
+    ]

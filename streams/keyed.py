@@ -1,24 +1,25 @@
-"""Per-journey-key state: the key's distinct events, deduplicated by event_id.
+"""Accepting keyed events into journey-key state: duplicates, conflicting copies, bounds.
 
 Every copy of an event reaches the same key (copies share their journey key), so checking the
 key's own events is an exact duplicate test: no false positives, no window to size. The state
-survives restarts because each changed key's state is written to a compacted topic before the
-input is acknowledged (`state_store.py`), so reprocessing after a crash finds the events already
-present and changes nothing.
+survives restarts because each changed unit of a key (`keystate.py`) is written to a compacted
+topic before the input is acknowledged (`state_store.py`), so reprocessing after a crash finds
+the events already present and changes nothing.
 
 Retention: a key keeps every event that a future valid event could still interact with. A new
 event is at most MAX_EVENT_AGE_MS [30 d] old (ingest rejects older ones) and looks back at most
 RETENTION_MS [7 d] (the FCR window, the longest), so events older than now - 37 d can go: the
 journey stage prunes old journeys whole (`stage.py`), and a key with nothing newer is forgotten.
 This keeps results independent of arrival order (docs/decisions.md). A key that would hold more
-than its limits (`KeyLimits`: events, and bytes so its state fits a Kafka message; a producer
-sending one id for everyone) dead-letters the excess as `key_overloaded` instead of growing
-without bound. Copies of an event_id with different content keep one copy by an order-free rule
-(`precedence`) and are counted as conflicts.
+than its limits (`KeyLimits`: events, bytes, and bytes per unit so each record fits a Kafka
+message; a producer sending one id for everyone) dead-letters the excess as `key_overloaded`
+instead of growing without bound. Copies of an event_id with different content keep one copy by
+an order-free rule (`precedence`) and are counted as conflicts.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ from cxpulse.schemas.events import Event
 from cxpulse.schemas.validate import MAX_EVENT_AGE_MS, Rejection, decode_trusted, event_time_ms
 from cxpulse.sinks.store import ch_time
 from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter
-from cxpulse.streams.snapshots import Emitted
+from cxpulse.streams.keystate import KeyState, linked_session
 
 RETENTION_MS = 7 * 24 * 3600 * 1000
 MAX_EVENTS_PER_KEY = 20_000
@@ -39,33 +40,7 @@ CORRUPT_INTERNAL = "corrupt_internal"
 KEYED_RETENTION_MS = 7 * 24 * 3600 * 1000  # retention of cx.keyed.v1 (streams/topics.py)
 
 
-class KeyState(msgspec.Struct, gc=False):
-    """What the stage remembers about one journey key (also its wire format in the state topic)."""
-
-    events: dict[str, Event] = {}
-    # Copies of contacts that name one of this key's anonymous sessions (not this key's events).
-    links: dict[str, Event] = {}
-    newest_ms: int = 0
-    # Snapshot rows last sent per identity, the last version used, and when an open journey
-    # of this key closes next (0: none open).
-    emitted: dict[str, Emitted] = {}
-    last_version: int = 0
-    next_due_ms: int = 0
-    # What this state may encode to at most (`event_cost` of its events and links), for the
-    # per-key bound; -1: not counted yet (a state written before the bound existed).
-    size_bytes: int = -1
-
-
 _STATE_ENCODER = msgspec.json.Encoder()
-_STATE_DECODER = msgspec.json.Decoder(KeyState)
-
-
-def encode_state(state: KeyState) -> bytes:
-    return _STATE_ENCODER.encode(state)
-
-
-def decode_state(value: bytes) -> KeyState:
-    return _STATE_DECODER.decode(value)
 
 
 #: What one row identity adds to a key's state besides the key itself (`emitted`: the identity,
@@ -86,9 +61,13 @@ def event_cost(event: Event, key: str, identities: int) -> int:
 
 
 def count_bytes(state: KeyState, key: str, identities: int) -> int:
-    """Recount (after pruning, or for a state written before the bound existed)."""
-    held = (*state.events.values(), *state.links.values())
-    state.size_bytes = sum(event_cost(e, key, identities) for e in held)
+    """Count a key's bytes afresh (restored, or pruned), its units' and its links' too."""
+    for unit in (*state.runs, *state.contacts.values()):
+        unit.bytes = sum(event_cost(e, key, identities) for _, e in unit.events)
+    state.link_bytes = sum(event_cost(e, key, identities) for e in state.links.values())
+    state.size_bytes = state.link_bytes + sum(
+        unit.bytes for unit in (*state.runs, *state.contacts.values())
+    )
     return state.size_bytes
 
 
@@ -101,13 +80,17 @@ def precedence(event: Event) -> tuple[int, bytes]:
 
 @dataclass(frozen=True, slots=True)
 class KeyLimits:
-    """What one journey key may hold (settings `CXPULSE_MAX_KEY_*`). The byte bound is on the
-    key's state message as `event_cost` counts it (events, and the row fingerprints they may
-    add), so it stays under Kafka's default 1 MiB message limit whatever the events are like;
-    every snapshot row is derived from the key's events and is bounded by it too."""
+    """What one journey key may hold (settings `CXPULSE_MAX_KEY_*`, `CXPULSE_MAX_UNIT_BYTES`).
+
+    A key's state is written as one record per journey, contact and the key's links
+    (`keystate.py`), so the bound that keeps a record under Kafka's default 1 MiB message limit
+    is on each unit, as `event_cost` counts it (its events, and the row fingerprints they may
+    add); every snapshot row is derived from one unit's events and is bounded by it too. The
+    key's own bounds keep its memory in check."""
 
     events: int = MAX_EVENTS_PER_KEY
-    bytes: int = 512 * 1024
+    bytes: int = 64 * 1024 * 1024
+    unit_bytes: int = 512 * 1024
     #: Row identities one event may start: its journey's row and one per funnel (JourneyStage
     #: sets it from the funnels it computes).
     identities: int = 2
@@ -176,11 +159,11 @@ def _apply_one(
 ) -> None:
     event = decode_trusted(bytes(record.event))
     occurred_ms = event_time_ms(event)
+    if record.link:
+        linked_session(event)  # a link names a session, or the record is not one cxpulse wrote
     state = states.get(record.key)
     if state is None:
-        state = states[record.key] = KeyState(events={}, links={}, emitted={}, size_bytes=0)
-    elif state.size_bytes < 0:
-        count_bytes(state, record.key, limits.identities)
+        state = states[record.key] = KeyState()
     target = state.links if record.link else state.events
     size = event_cost(event, record.key, limits.identities)
     kept = target.get(event.event_id)
@@ -193,21 +176,24 @@ def _apply_one(
             out.conflicts += new != old
         if new >= old:
             return
-        state.size_bytes -= event_cost(kept, record.key, limits.identities)
-    elif len(target) >= limits.events or state.size_bytes + size > limits.bytes:
+        state.remove(kept, record.link, lambda e: event_cost(e, record.key, limits.identities))
+    elif (
+        len(target) >= limits.events
+        or state.size_bytes + size > limits.bytes
+        or state.unit_bytes(occurred_ms, event, record.link) + size > limits.unit_bytes
+    ):
         if not record.link:
             _reject(out, record, "key_overloaded",
                     f"journey key {record.key[:64]!r} holds {len(target)} events of "
-                    f"{state.size_bytes} bytes; the limits are {limits.events} events and "
-                    f"{limits.bytes} bytes: is a producer sending one customer or session id "
-                    "for many people?")  # fmt: skip
+                    f"{state.size_bytes} bytes; the limits are {limits.events} events, "
+                    f"{limits.bytes} bytes and {limits.unit_bytes} bytes per journey or "
+                    "contact: is a producer sending one customer or session id for many "
+                    "people?")  # fmt: skip
         return
     if not record.link:  # the row first: nothing changes when it cannot be made
         out.raw_rows.append((record.key, raw_event_row(record.key, event, record)))
         out.accepted += kept is None
-    target[event.event_id] = event
-    state.size_bytes += size
-    state.newest_ms = max(state.newest_ms, occurred_ms)
+    state.add(occurred_ms, event, record.link, size)
     out.changed.add(record.key)
 
 
@@ -218,7 +204,17 @@ def horizon_ms(now_ms: int) -> int:
     return now_ms - MAX_EVENT_AGE_MS - KEYED_RETENTION_MS - RETENTION_MS
 
 
-def expired_keys(states: dict[str, KeyState], now_ms: int) -> Iterator[str]:
-    """Keys no valid future event can reach."""
+def expired_keys(
+    aging: list[tuple[int, str]], states: dict[str, KeyState], now_ms: int
+) -> Iterator[str]:
+    """Keys no valid future event can reach, from `aging`: a heap of (newest event time when
+    pushed, key) holding every key once. A key that has seen newer events since goes back in
+    with its newest time, so a tick looks only at keys that may have expired, not at all."""
     horizon = horizon_ms(now_ms)
-    return (key for key, state in states.items() if state.newest_ms < horizon)
+    while aging and aging[0][0] < horizon:
+        _, key = heapq.heappop(aging)
+        state = states.get(key)
+        if state is not None and state.newest_ms < horizon:
+            yield key
+        elif state is not None:
+            heapq.heappush(aging, (state.newest_ms, key))

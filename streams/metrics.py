@@ -50,6 +50,14 @@ NOTIFICATIONS = Counter(
     ["destination", "result"],
 )
 
+RECOMPUTES = Counter(
+    "cxpulse_journey_recomputes_total",
+    "Journeys and contacts recomputed beyond the ones an event belongs to (the incremental "
+    "state's fallbacks), by cause: neighbour (a next start, escalation or follow-up moved), "
+    "resolution (TTR), merge and split (an event joined or left runs).",
+    ["cause"],
+)
+
 
 def serve(port: int) -> int:
     """Expose /metrics on 127.0.0.1:port (0 picks a free port); returns the port."""

@@ -83,7 +83,7 @@ def journey_rows(
         rows.append(
             Row(
                 JOURNEY_FUNNELS,
-                f"{JOURNEY_FUNNELS}|{funnel.name}|{journey.journey_id}",
+                f"{JOURNEY_FUNNELS}|{funnel.name}|{journey.journey_id}|{journey.start_ms}",
                 {
                     **key_columns,
                     "entered_at": ch_time(entered),

@@ -19,32 +19,22 @@ from typing import Any, Protocol
 
 import msgspec
 
-from cxpulse.schemas.events import ContactEvent
-from cxpulse.schemas.validate import Rejection, by_time, event_time_ms
+from cxpulse.schemas.validate import Rejection
 from cxpulse.sinks.store import ch_time
 from cxpulse.streams import metrics, topics
-from cxpulse.streams.contacts import Contact, ShiftTable, build_contacts, default_shifts
+from cxpulse.streams.contacts import ShiftTable, default_shifts
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter, decode_batch
-from cxpulse.streams.journeys import GAP_MS, Journey, build_journeys
 from cxpulse.streams.keyed import (
     CORRUPT_INTERNAL,
     DEFAULT_KEY_LIMITS,
     KeyLimits,
-    KeyState,
     apply,
     count_bytes,
-    encode_state,
     expired_keys,
     horizon_ms,
 )
-from cxpulse.streams.snapshots import (
-    CONTACTS,
-    JOURNEY_FUNNELS,
-    contact_row,
-    diff,
-    journey_rows,
-)
+from cxpulse.streams.keystate import KeyState, record_key
 
 ALLOWED_LATENESS_MS = 2 * 60_000
 #: A partition with no keyed message for this long (wall clock) and no consumer lag is quiet:
@@ -86,6 +76,8 @@ class JourneyStage:
         self.clock = clock
         self.partitions: dict[int, dict[str, KeyState]] = {}
         self.due: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (close ms, key)
+        # partition -> heap of (newest event ms, key), every key once (see `expired_keys`)
+        self.aging: dict[int, list[tuple[int, str]]] = {}
         self.newest_ms: dict[int, int] = {}  # partition -> newest event time processed
         self.max_event_ms = 0
         self.dirty: set[tuple[int, str]] = set()  # (partition, key) whose state must be sent
@@ -109,19 +101,30 @@ class JourneyStage:
         """
         if partition in self.partitions:
             return
-        self.partitions[partition] = states
-        self.due[partition] = [(s.next_due_ms, k) for k, s in states.items() if s.next_due_ms]
-        heapq.heapify(self.due[partition])
         self.newest_ms[partition] = max((s.newest_ms for s in states.values()), default=0)
         # The watermark must not move back after a restart or rebalance.
         self.max_event_ms = max(self.max_event_ms, self.newest_ms[partition])
+        for key, state in states.items():
+            state.prime(key, self.funnels)
+            count_bytes(state, key, self.limits.identities)
+        self.partitions[partition] = states
+        self.due[partition] = [(s.next_due_ms, k) for k, s in states.items() if s.next_due_ms]
+        heapq.heapify(self.due[partition])
+        self.aging[partition] = [(s.newest_ms, k) for k, s in states.items()]
+        heapq.heapify(self.aging[partition])
+        for state in states.values():
+            state.aging = True
+        self.open[partition] = {k: s.open_runs for k, s in states.items() if s.open_runs}
+        self.open_total += sum(self.open[partition].values())
         metrics.KEYS.set(self.key_count())
+        metrics.OPEN_JOURNEYS.set(self.open_journeys())
 
     def forget(self, partitions: set[int]) -> None:
         """Drop state of partitions this worker may no longer own; re-read when needed again."""
         for partition in partitions:
             self.partitions.pop(partition, None)
             self.due.pop(partition, None)
+            self.aging.pop(partition, None)
             self.open_total -= sum(self.open.pop(partition, {}).values())
             self.seen.pop(partition, None)
         self.dirty = {(p, key) for p, key in self.dirty if p not in partitions}
@@ -133,7 +136,7 @@ class JourneyStage:
         """Restrict the stage to one partition for the block: `process_all`, `tick` and
         `persist` then touch and send for that partition only, so the caller can route all of
         it into that partition's transaction. What the block adds is kept afterwards."""
-        views = ("partitions", "due", "newest_ms", "open")
+        views = ("partitions", "due", "aging", "newest_ms", "open")
         saved = {name: getattr(self, name) for name in views}
         for name, whole in saved.items():
             setattr(self, name, {partition: whole[partition]} if partition in whole else {})
@@ -179,8 +182,13 @@ class JourneyStage:
             outcome = apply(states, records, self.limits)
             keys.update(outcome.changed)
             newest = self.newest_ms.get(partition, 0)
+            aging = self.aging.setdefault(partition, [])
             for key in outcome.changed:
-                newest = max(newest, states[key].newest_ms)
+                state = states[key]
+                newest = max(newest, state.newest_ms)
+                if not state.aging:  # a new key
+                    heapq.heappush(aging, (state.newest_ms, key))
+                    state.aging = True
             self.newest_ms[partition] = newest
             self.max_event_ms = max(self.max_event_ms, newest)
             for key, row in outcome.raw_rows:
@@ -249,70 +257,33 @@ class JourneyStage:
                 self._refresh(partition, key, watermark)
                 self.dirty.add((partition, key))
                 refreshed += 1
-            for key in list(expired_keys(states, self.clock())):
-                del states[key]
+            aging = self.aging.setdefault(partition, [])
+            for key in list(expired_keys(aging, states, self.clock())):
+                for kind, unit in states.pop(key).record_ids():
+                    self.output.send(topics.STATE.name, record_key(key, kind, unit), None,
+                                     partition)  # fmt: skip
                 self.open_total -= self.open.get(partition, {}).pop(key, 0)
-                self.output.send(topics.STATE.name, key, None, partition)
         metrics.OPEN_JOURNEYS.set(self.open_journeys())
         return refreshed
 
     # -- internals ------------------------------------------------------------------------------
 
     def _refresh(self, partition: int, key: str, watermark: int) -> None:
+        """Send the rows of what changed in the key, and of its units whose time has come."""
         state = self.partitions[partition][key]
-        timeline = by_time(state.events.values())
-        contacts = build_contacts(timeline)
-        journeys = build_journeys(key, timeline, state.links.values(), self.funnels, contacts)
-        rows = [row for j in journeys for row in journey_rows(j, self.funnels, watermark)]
-        rows += [contact_row(key, c, watermark, self.shifts) for c in contacts]
         # Versions only grow, also across restarts and owners (the clock moves on meanwhile).
         version = max(self.clock() * 1000, state.last_version + 1)
-        changes = diff(rows, state.emitted, version)
-        if changes:
-            state.last_version = version + 1  # live rows carry version + 1 (see diff)
-        for table, row in changes:
+        for table, row in state.refresh(key, watermark, version, self.funnels, self.shifts):
             self.output.send(TABLE_TOPICS[table], key, row)
-        if timeline and timeline[0][0] < horizon_ms(self.clock()):  # else nothing to prune
-            self._prune(state, journeys, contacts, self.clock())
+        horizon = horizon_ms(self.clock())
+        if state.oldest_ms() < horizon and state.prune(horizon):
             count_bytes(state, key, self.limits.identities)
-        due = [j.last_activity_ms + GAP_MS for j in journeys if not j.closed(watermark)]
         counts = self.open.setdefault(partition, {})
-        self.open_total += len(due) - counts.pop(key, 0)
-        if due:
-            counts[key] = len(due)
-        due += [d for c in contacts if (d := c.next_due_ms(watermark)) is not None]
-        state.next_due_ms = min(due, default=0)
+        self.open_total += state.open_runs - counts.pop(key, 0)
+        if state.open_runs:
+            counts[key] = state.open_runs
         if state.next_due_ms:
             heapq.heappush(self.due.setdefault(partition, []), (state.next_due_ms, key))
-
-    @staticmethod
-    def _prune(
-        state: KeyState, journeys: list[Journey], contacts: list[Contact], now_ms: int
-    ) -> None:
-        """Drop whole journeys and contacts past the horizon, and what no kept one can use.
-
-        Whole journeys and contacts go, never part of one, so every row that stays keeps its
-        identity and figures; the stored rows of what is pruned are final and stay (their
-        identities are forgotten, not tombstoned).
-        """
-        horizon = horizon_ms(now_ms)
-        kept = [j.start_ms for j in journeys if j.last_activity_ms >= horizon]
-        limit = min(horizon, min(kept, default=horizon))
-        gone = {c.contact_id for c in contacts if c.started_ms < limit}
-        if not gone and not any(j.last_activity_ms < horizon for j in journeys):
-            return
-        for events in (state.events, state.links):
-            for event_id in [
-                i
-                for i, e in events.items()
-                if event_time_ms(e) < limit
-                or (isinstance(e, ContactEvent) and e.contact_id in gone)
-            ]:
-                del events[event_id]
-        old = {j.journey_id for j in journeys if j.last_activity_ms < horizon}
-        for identity in list(state.emitted):
-            if _pruned(identity, limit, old):
-                del state.emitted[identity]
 
     def persist(self) -> None:
         """Send the states changed since the last call (of the partitions in view, see `only`).
@@ -327,7 +298,9 @@ class JourneyStage:
         for partition, key in mine:
             state = self.partitions[partition].get(key)
             if state is not None:
-                self.output.send(topics.STATE.name, key, encode_state(state), partition)
+                for kind, unit, value in state.records():
+                    self.output.send(topics.STATE.name, record_key(key, kind, unit), value,
+                                     partition)  # fmt: skip
         self.dirty.difference_update(mine)
 
     def _freshness(self, partition: int, watermark: int, quiet: bool = False) -> None:
@@ -351,12 +324,3 @@ class JourneyStage:
             "updated_at": ch_time(now),
         }
         self.output.send(topics.STORE_FRESHNESS.name, str(partition), row)
-
-
-def _pruned(identity: str, limit: int, old_journeys: set[str]) -> bool:
-    """Whether a row identity belongs to what pruning dropped (ids may contain '|')."""
-    table, rest = identity.split("|", 1)
-    if table == CONTACTS:
-        return int(rest.rsplit("|", 1)[1]) < limit
-    journey_id = rest.split("|", 1)[1] if table == JOURNEY_FUNNELS else rest
-    return journey_id in old_journeys

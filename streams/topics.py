@@ -33,9 +33,10 @@ CONTACT = TopicSpec("cx.contact.v1", {"retention.ms": str(7 * DAY_MS)})
 DLQ = TopicSpec("cx.dlq.v1", {"retention.ms": str(30 * DAY_MS)})
 # Valid events, re-keyed by journey key and batched per partition by the ingest stage.
 KEYED = TopicSpec("cx.keyed.v1", {"retention.ms": str(7 * DAY_MS)})
-# Per-journey-key state of the journey stage; compacted, it is the stage's recovery log.
+# The journey stage's state, a record per journey, contact and key's links (streams/keystate.py);
+# compacted, it is the stage's recovery log.
 STATE = TopicSpec(
-    "cx.state.keys.v1",
+    "cx.state.units.v2",
     {
         "cleanup.policy": "compact",
         "segment.ms": str(3600 * 1000),
@@ -134,7 +135,7 @@ def check_layout(bootstrap: str) -> int:
 
     A journey key's state lives in the state partition of the same number as the keyed
     partition its events are routed to (crc32 of the key modulo the count), so adding
-    partitions to `cx.keyed.v1` or `cx.state.keys.v1` sends keys to partitions that do not hold
+    partitions to `cx.keyed.v1` or `cx.state.units.v2` sends keys to partitions that do not hold
     their state: events would be counted against an empty state. While both topics are empty
     nothing has been routed yet, and the current count is (re)recorded. Input and store topics
     may have any count (nothing is co-partitioned with them); a difference is only logged.

@@ -30,6 +30,7 @@ from tests.support.kafka import (
     committed_offsets,
     wait_drained,
 )
+from tests.support.rows import rows_of
 from tests.support.truth import (
     HOUR,
     assert_each_message_counted_once,
@@ -180,8 +181,8 @@ def _rows_below(bootstrap: str, topic: str, partition: int, end: int) -> list[di
             assert time.monotonic() < deadline, f"could not read {topic}[{partition}]"
             for message in consumer.consume(1000, timeout=1.0):
                 assert message.error() is None, message.error()
-                if message.offset() < end and message.value() is not None:
-                    rows.append(orjson.loads(message.value()))
+                if message.offset() < end:
+                    rows.extend(rows_of(message.value()))  # one row, or several (batched)
                 offset = message.offset() + 1
         return rows
     finally:

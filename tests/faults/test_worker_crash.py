@@ -25,6 +25,7 @@ from cxpulse.streams.simulator.noise import Message
 from tests.support.kafka import (
     INGEST_GROUP,
     JOURNEYS_GROUP,
+    RowsProduced,
     TrafficThread,
     assignments,
     behind,
@@ -67,14 +68,13 @@ def test_a_worker_killed_three_times_loses_and_doubles_nothing(
     with (
         writer_thread(chdb_store, bootstrap) as writer,
         worker_pool(worker_env, tmp_path) as pool,
+        RowsProduced(bootstrap, topics.STORE_EVENTS_RAW.name) as raw_rows,
     ):
         check = alive_check(pool, writer)
         worker = pool.start()
         for share in sorted(rng.uniform(0.1, 0.9) for _ in range(3)):
             deadline = time.monotonic() + 120
-            while produced(bootstrap, topics.STORE_EVENTS_RAW.name) < share * accepted or (
-                worker.handled() == 0
-            ):
+            while raw_rows() < share * accepted or worker.handled() == 0:
                 check()
                 assert time.monotonic() < deadline, f"no progress to {share:.0%} in 120 s"
                 time.sleep(0.05)

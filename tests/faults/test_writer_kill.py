@@ -21,6 +21,7 @@ from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams.simulator.output import send_to_kafka
 from tests.support import kill_points
 from tests.support.kafka import PIPELINE, STORE_TOPICS, WRITER_GROUP, wait_drained
+from tests.support.rows import row_count
 from tests.support.truth import (
     HOUR,
     assert_each_message_counted_once,
@@ -30,9 +31,10 @@ from tests.support.truth import (
 )
 from tests.support.workers import worker_pool
 
-# A writer takes at most 100 rows a poll (from one partition, mostly) and flushes once it holds
-# 600: flushes of several tables, about seven over the run's 3,900 rows.
-POLL_MESSAGES = 100
+# A writer takes one message a poll (one row, or the hundreds the row batcher puts in one) and
+# flushes once it holds 600 rows: flushes of one or several tables, about seven over the run's
+# 3,900 rows. More messages a poll would make one flush of all of it once rows are batched.
+POLL_MESSAGES = 1
 BATCH_ROWS = 600
 
 
@@ -58,14 +60,14 @@ def test_a_writer_killed_between_insert_and_commit_stores_every_row_once(
     with worker_pool(worker_env, tmp_path) as pool:
         pool.start()
         wait_drained(bootstrap, 120, check=pool.check, groups=PIPELINE[:2])
-    rows = {t: sum(v is not None for v in kill_points.topic_values(bootstrap, t))
+    rows = {t: sum(row_count(v) for v in kill_points.topic_values(bootstrap, t))
             for t in STORE_TOPICS}  # fmt: skip
     journey_side_s = time.monotonic() - started
 
     env = {**worker_env, "CXPULSE_WRITER_BATCH_ROWS": str(BATCH_ROWS)}
     log = tmp_path / "writer-kill-points.jsonl"
-    # A killed writer commits at most N - 1 flushes of under 700 rows (BATCH_ROWS plus a
-    # poll), so the four cannot finish the backlog before their kill points: each must die.
+    # A killed writer commits at most N - 1 flushes of about BATCH_ROWS rows (plus one
+    # message's), so the four cannot finish the backlog before their kill points: each must die.
     kill_after = [rng.randint(1, 6) for _ in range(4)]
     for n in kill_after:
         proc = kill_points.start("writer", env, log, kill_after=n, poll_messages=POLL_MESSAGES)

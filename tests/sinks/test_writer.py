@@ -1,5 +1,6 @@
 """The store writer on the real broker: batches, commits after insert, survives a store outage,
-and dead-letters rows the store refuses instead of stalling on them."""
+dead-letters rows the store refuses instead of stalling on them, and takes messages of one row
+or of many (one per line, as the row batcher sends them)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from collections.abc import Callable, Iterable
 import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore, Row, StoreError, ch_time
-from cxpulse.sinks.writer import StoreWriter, WriterStats
+from cxpulse.sinks.writer import StoreWriter, WriterStats, _all_storable, _unstorable
 from cxpulse.streams import topics
 from cxpulse.streams.dlq import read_dead_letters
+from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.rowbatch import RowBatcher
 
 
 class FlakyStore(ChdbStore):
@@ -40,6 +45,13 @@ def _row(i: int) -> bytes:
         "journey_key": f"k{i % 7}", "attrs": {}, "payload": "{}", "source_topic": "t",
         "source_partition": 0, "source_offset": i, "received_at": ch_time(1_795_000_000_000),
     })  # fmt: skip
+
+
+def _topic(bootstrap: str) -> str:
+    topic = f"test.store.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result()
+    return topic
 
 
 def _run_until(
@@ -109,7 +121,6 @@ def test_rows_the_store_refuses_are_dead_lettered_and_the_rest_stored(
         55: (_changed(1001, source_partition=-1), "Code: 72"),
         120: (_changed(1002, source_partition="abc"), "Code: 27"),
         200: (b"[1, 2]", "not one JSON object"),
-        250: (_row(1003) + b"\n" + _row(1004), "not one JSON object"),
         # Rows ClickHouse would store as they are, or could not decode: never a dead writer.
         260: (_row(1005).replace(b'"w1005"', b'"w\xff1005"'), "not UTF-8"),
         270: (_row(1006).replace(b'"w1006"', b'"w\xed\xa0\x801006"'), "not UTF-8"),
@@ -147,3 +158,115 @@ def test_rows_the_store_refuses_are_dead_lettered_and_the_rest_stored(
     # The offsets moved past the refused rows: a new writer of the group finds nothing to do.
     _assert_nothing_left(store, bootstrap, topic, group)
     store.close()
+
+
+def test_a_message_of_many_rows_stores_its_good_lines_and_dead_letters_each_bad_one(
+    bootstrap: str, tmp_path
+) -> None:
+    """Each line of a message is a row: a line that is not one UTF-8 JSON object, or that the
+    store refuses, is dead-lettered alone (source: the message; detail: which line), every
+    other line is stored, and the offsets move past the message."""
+    topics.ensure_topics(bootstrap, 4)  # the dead-letter topic
+    topic = _topic(bootstrap)
+    mixed = [
+        _row(5),
+        b"[1, 2]",
+        _row(6),
+        _row(1005).replace(b'"w1005"', b'"w\xff1005"'),
+        _changed(1000, occurred_at="yesterday"),
+        _row(7),
+        _row(1003),
+    ]
+    messages = [
+        b"\n".join(_row(i) for i in range(5)),  # 0: five good rows
+        b"\n".join(mixed),  # 1
+        _row(1004) + b"\n" + _row(1006),  # 2: once refused as "not one object", now two rows
+        b"not json",  # 3: a message of one bad row says no line
+        _row(8) + b"\n",  # 4: an empty line is not a row either
+        _row(9),  # 5: one row, as the stage sends without a batcher
+    ]
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in messages:
+        producer.produce(topic, value, partition=0)
+    assert producer.flush(30) == 0
+    expected_letters = {
+        (1, "line 2 of 7: not one JSON object"): b"[1, 2]",
+        (1, "line 4 of 7: not UTF-8"): mixed[3],
+        (1, "line 5 of 7: events_raw: Code: 41"): mixed[4],
+        (3, "not one JSON object"): b"not json",
+        (4, "line 2 of 2: not one JSON object"): b"",
+    }
+    good = [f"w{i}" for i in (*range(10), 1003, 1004, 1006)]
+
+    store = ChdbStore(tmp_path / "chdb", "cxpulse_test")
+    migrate(store)
+    group = uuid.uuid4().hex
+    writer = _run_until(
+        store, bootstrap, topic, group,
+        lambda s: s.dead_letters >= len(expected_letters) and bool(s.rows_written),
+    )  # fmt: skip
+    assert writer.stats.rows_written == {"events_raw": len(good)}
+    assert writer.stats.dead_letters == len(expected_letters)
+    stored = store.query("SELECT event_id FROM events_raw FINAL")
+    assert sorted(r["event_id"] for r in stored) == sorted(good)
+
+    letters = [d for d in read_dead_letters(bootstrap) if d.source_topic == topic]
+    assert len(letters) == len(expected_letters)
+    for letter in letters:
+        assert letter.reason == "unstorable_row"
+        assert letter.source_partition == 0
+        [(key, original)] = [
+            (key, value) for key, value in expected_letters.items()
+            if key[0] == letter.source_offset and letter.detail.startswith(key[1])
+        ]  # fmt: skip
+        assert letter.original == original, key
+    _assert_nothing_left(store, bootstrap, topic, group)
+    store.close()
+
+
+def test_batched_rows_are_stored_once_and_a_batch_fills_by_rows(bootstrap: str, tmp_path) -> None:
+    """Rows sent through a RowBatcher (a small cap: a few rows a message) are all stored; a
+    batch is full by its rows, not its messages: with the flush timer out of the way, fewer
+    messages than `batch_rows` still make a flush."""
+    topic = _topic(bootstrap)
+    producer = JsonProducer(bootstrap)
+    batcher = RowBatcher(producer, store_topics=[topic], max_bytes=2000)
+    for i in range(600):
+        batcher.send(topic, f"k{i}", orjson.loads(_row(i)))
+        if i in (299, 599):
+            batcher.flush(i // 300)
+    producer.flush()
+
+    store = ChdbStore(tmp_path / "chdb", "cxpulse_test")
+    migrate(store)
+    group = uuid.uuid4().hex
+    writer = StoreWriter(store, bootstrap, {topic: "events_raw"}, group_id=group, batch_rows=100,
+                         flush_seconds=3600)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while writer.stats.flushes == 0:
+        assert time.monotonic() < deadline, "no flush: the batch never counted 100 rows"
+        writer.poll_once(0.2)
+    stop = threading.Event()
+    stop.set()
+    writer.run(stop)  # the final flush
+    assert writer.stats.rows_written == {"events_raw": 600}
+    assert writer.stats.dead_letters == 0
+    assert store.query("SELECT count() AS n FROM events_raw FINAL")[0]["n"] == 600
+    _assert_nothing_left(store, bootstrap, topic, group)
+    store.close()
+
+
+# Pieces of lines: braces, a row, other bytes, and UTF-8 that is valid, broken or a surrogate.
+PIECES = [b"{", b"}", b"{}", b'{"a": 1}', b"x", b" ", b"\xff", b"\xc3\xa9", b"\xed\xa0\x80"]
+LINE = st.lists(st.sampled_from(PIECES), max_size=6).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(lines=st.lists(LINE, min_size=1, max_size=6))
+def test_the_whole_message_check_agrees_with_the_row_check_line_by_line(
+    lines: list[bytes],
+) -> None:
+    """`_all_storable` (a few passes over the message) says yes exactly when every line is a
+    row `_unstorable` takes."""
+    value = b"\n".join(lines)
+    assert _all_storable(value, len(lines)) == all(_unstorable(line) is None for line in lines)

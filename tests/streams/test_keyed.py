@@ -16,15 +16,15 @@ from cxpulse.streams.ingest import Source, decode_batch, encode_batch, route
 from cxpulse.streams.keyed import (
     DEFAULT_KEY_LIMITS,
     KeyLimits,
-    KeyState,
     apply,
-    decode_state,
-    encode_state,
+    count_bytes,
     event_cost,
     expired_keys,
     horizon_ms,
     precedence,
 )
+from cxpulse.streams.keystate import KeyState, record_key
+from cxpulse.streams.state_store import states_from_records
 from tests.schemas.examples import EXAMPLES, NOW, NOW_MS
 
 SRC = Source("cx.portal.v1", 0, 1)
@@ -72,11 +72,20 @@ def test_any_order_with_duplicates_gives_the_same_state(order: list[bytes], batc
     }
 
 
+def _round_trip(states: dict[str, KeyState]) -> dict[str, KeyState]:
+    """The states as the state topic restores them."""
+    records = [(record_key(key, kind, unit), value, 0) for key, state in states.items()
+               for kind, unit, value in state.records()]  # fmt: skip
+    return states_from_records(records)
+
+
 def test_reprocessing_after_a_restore_changes_nothing() -> None:
     states: dict[str, KeyState] = {}
     apply(states, _records(EVENTS))
-    restored = {key: decode_state(encode_state(state)) for key, state in states.items()}
-    assert restored == states
+    restored = _round_trip(states)
+    assert {k: (s.events, s.links, s.newest_ms) for k, s in restored.items()} == {
+        k: (s.events, s.links, s.newest_ms) for k, s in states.items()
+    }
     again = apply(restored, _records(EVENTS))
     assert (again.accepted, again.duplicates, again.changed, again.raw_rows) == (0, 12, set(), [])
 
@@ -102,21 +111,19 @@ def test_a_key_past_its_byte_bound_dead_letters_the_excess() -> None:
     assert [reason for reason, _ in outcome.dead_letters] == ["key_overloaded"] * 30
     state = states["cust-1"]
     assert state.size_bytes == 10 * one
-    # A restored state written before the bound existed is counted on first use.
-    restored = decode_state(
-        encode_state(state).replace(b',"size_bytes":' + str(state.size_bytes).encode(), b"")
-    )
-    assert restored.size_bytes == -1
+    # A restored state is counted afresh (the stage does it when it installs a partition).
+    restored = _round_trip(states)["cust-1"]
+    assert count_bytes(restored, "cust-1", DEFAULT_KEY_LIMITS.identities) == state.size_bytes
     again = apply({"cust-1": restored}, _records(raws[10:11]), limits)
     assert [reason for reason, _ in again.dead_letters] == ["key_overloaded"]
-    assert restored.size_bytes == state.size_bytes
 
 
 @pytest.mark.parametrize("funnels", [1, 3])
-def test_a_full_key_state_fits_kafkas_default_message_limit(funnels: int) -> None:
-    """Worst case for the state: the smallest events, each its own journey in every funnel
-    (most row fingerprints per byte of events), under the longest customer id, filled to the
-    default byte bound. Its state message stays within the bound, so under Kafka's 1 MiB."""
+def test_a_full_journey_record_fits_kafkas_default_message_limit(funnels: int) -> None:
+    """A key's state is written a unit (journey, contact, links) per record, so the unit bound
+    keeps each record under Kafka's 1 MiB: the smallest events, all in one journey that is in
+    every funnel, under the longest customer id, filled to the bound, while the key itself
+    holds far more in journeys of their own."""
     from cxpulse.streams.journeys import GAP_MS
     from cxpulse.streams.stage import JourneyStage
     from tests.streams.test_stage import FUNNELS, Collector
@@ -133,20 +140,29 @@ def test_a_full_key_state_fits_kafkas_default_message_limit(funnels: int) -> Non
         "data": {"entry": "e"},
     }
     raws = []
-    for i in range(3000):
-        at = NOW - timedelta(milliseconds=(i + 1) * (GAP_MS + 1))
+    for i in range(4000):  # 3000 in one journey (a minute apart), 1000 journeys of their own
+        apart = 60_000 if i < 3000 else GAP_MS + 1
+        at = NOW - timedelta(milliseconds=(i % 3000 + 1) * apart + (i >= 3000) * 3 * 86_400_000)
         raws.append(orjson.dumps({**doc, "event_id": f"{i:x}", "occurred_at": at.isoformat()}))
-    stage = JourneyStage(Collector(), specs, restore=lambda p: {}, clock=lambda: NOW_MS)
+    out = Collector()
+    stage = JourneyStage(out, specs, restore=lambda p: {}, clock=lambda: NOW_MS)
     records = _records(raws)
     for start in range(0, len(records), 1000):
         stage.process(0, encode_batch(records[start : start + 1000]))
+    stage.persist()
     state = stage.partitions[0][key]
-    assert len(state.emitted) == len(state.events) * (1 + funnels)
-    limit = DEFAULT_KEY_LIMITS.bytes
-    assert limit - 2000 < state.size_bytes <= limit  # full: one more event would not fit
-    size = len(encode_state(state))
-    print(f"{funnels} funnels: {len(state.events)} events, state {size} B (bound {limit})")
-    assert size <= state.size_bytes < 1_000_000
+    limit = DEFAULT_KEY_LIMITS.unit_bytes
+    full = max(state.runs, key=lambda run: len(run.events))
+    assert limit - 2000 < full.bytes <= limit  # full: one more event would not fit
+    # Past the bound, the excess is dead-lettered until an event is more than the inactivity
+    # gap away: the key goes on with journeys of their own, each within the bound.
+    assert sum(len(run.events) == 1 for run in state.runs) == 1000
+    assert all(run.bytes <= limit for run in state.runs)
+    assert state.size_bytes > 3 * limit
+    sizes = [len(value) for topic, _, value, _ in out.messages
+             if topic == "cx.state.units.v2" and value]  # fmt: skip
+    print(f"{funnels} funnels: {len(full.events)} events in one journey, record {max(sizes)} B")
+    assert max(sizes) <= full.bytes < 1_000_000
 
 
 def test_conflicting_copies_keep_one_copy_whatever_the_order() -> None:
@@ -185,7 +201,10 @@ def test_link_copies_are_kept_apart_and_not_counted() -> None:
 
 
 def test_keys_expire_only_when_no_valid_event_can_reach_them() -> None:
-    states = {"old": KeyState(newest_ms=NOW_MS - 44 * 86_400_000 - 1),
-              "edge": KeyState(newest_ms=NOW_MS - 44 * 86_400_000)}  # fmt: skip
+    states = {"old": KeyState(), "edge": KeyState()}
+    states["old"].newest_ms = NOW_MS - 44 * 86_400_000 - 1
+    states["edge"].newest_ms = NOW_MS - 44 * 86_400_000
     assert horizon_ms(NOW_MS) == NOW_MS - 44 * 86_400_000
-    assert list(expired_keys(states, NOW_MS)) == ["old"]
+    aging = [(state.newest_ms, key) for key, state in states.items()]
+    assert list(expired_keys(aging, states, NOW_MS)) == ["old"]
+    assert aging == [(NOW_MS - 44 * 86_400_000, "edge")]

@@ -26,7 +26,7 @@ from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import Source, encode_batch, partition_for, route
-from cxpulse.streams.keyed import KeyState, decode_state
+from cxpulse.streams.keystate import parse_record_key
 from cxpulse.streams.simulator.groundtruth import (
     compute_ground_truth,
     summarize_containment,
@@ -37,6 +37,7 @@ from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.noise import NoiseConfig
 from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
 from cxpulse.streams.stage import JourneyStage
+from cxpulse.streams.state_store import states_from_records
 from tests.support.rows import insert_sent_rows
 
 FUNNELS = load_funnels()
@@ -207,17 +208,21 @@ def test_any_arrival_order_and_batching_gives_the_same_store(seed: int, batch: i
     assert _latest(_run(order, batch)) == _baseline()
 
 
+def _saved(out: Collector) -> dict[str, Any]:
+    """The states the stage wrote, as a worker restores them."""
+    records = [(key, value, n) for n, (topic, key, value, _) in enumerate(out.messages)
+               if topic == topics.STATE.name]  # fmt: skip
+    return states_from_records(records)
+
+
 def test_state_round_trips_and_reprocessing_changes_nothing() -> None:
     out = _run(RAWS, 500)
-    states: dict[str, KeyState] = {}
-    for topic, key, value, _ in out.messages:
-        if topic == topics.STATE.name:
-            states[key] = decode_state(value)
+    states = _saved(out)
     again = Collector()
     stage = JourneyStage(again, FUNNELS, restore=lambda p: {}, clock=lambda: NOW_MS)
-    stage.partitions = {p: {} for p in range(4)}
-    for key, state in states.items():
-        stage.partitions[partition_for(key, 4)][key] = state
+    for partition in range(4):
+        stage.install(partition, {k: s for k, s in states.items()
+                                  if partition_for(k, 4) == partition})  # fmt: skip
     chunk = [(raw, Source("cx.portal.v1", 0, i)) for i, raw in enumerate(RAWS)]
     for partition, pieces in route(chunk, 4, NOW_MS).keyed.items():
         for piece in pieces:
@@ -259,7 +264,7 @@ def test_old_journeys_are_pruned_whole_and_their_rows_kept() -> None:
     send([event("b1", later - timedelta(hours=1), "portal.session_started", {"entry": "x"})])
     state = stage.partitions[0]["c-1"]
     assert sorted(state.events) == ["b1"]
-    assert sorted(i.split("|")[-1] for i in state.emitted) == ["b1", "b1"]
+    assert [(run.journey.journey_id, len(run.emitted)) for run in state.runs] == [("b1", 2)]
     latest = _latest(out)
     assert {k[2] for k in latest} == {"a1", "b1"}  # a1's rows stay, never tombstoned
 
@@ -289,7 +294,8 @@ def test_states_wait_for_persist_after_the_rows() -> None:
     assert any(t == topics.STORE_JOURNEYS.name for t, *_ in out.messages)
     assert not any(t == topics.STATE.name for t, *_ in out.messages)
     stage.persist()
-    assert [k for t, k, *_ in out.messages if t == topics.STATE.name] == ["c"]
+    sent = [parse_record_key(k) for t, k, *_ in out.messages if t == topics.STATE.name]
+    assert [(key, kind) for key, kind, _ in sent] == [("c", "j")]
 
 
 def test_a_contact_start_moved_within_its_hour_keeps_one_row(chdb_store: ChdbStore) -> None:
@@ -315,9 +321,7 @@ def test_restored_partitions_close_their_journeys_without_new_events() -> None:
     _feed(stage, [_event("q1", NOW_MS - 60_000, "portal.session_started", customer_id="c",
                          session_id="s", data={"entry": "x"})], NOW_MS)  # fmt: skip
     stage.persist()
-    from cxpulse.streams.keyed import decode_state
-
-    saved = {k: decode_state(v) for t, k, v, _ in first.messages if t == topics.STATE.name}
+    saved = _saved(first)
     later = Collector()
     restarted = JourneyStage(later, FUNNELS, restore=lambda p: dict(saved),
                              clock=lambda: NOW_MS + HOUR)  # fmt: skip
@@ -325,16 +329,6 @@ def test_restored_partitions_close_their_journeys_without_new_events() -> None:
     assert restarted.tick() == 1
     [row] = [v for t, _, v, _ in later.messages if t == topics.STORE_JOURNEYS.name]
     assert (row["closed"], row["outcome"]) == (1, "abandoned")
-
-
-def test_pruned_identities_may_contain_the_separator() -> None:
-    from cxpulse.streams.stage import _pruned
-
-    assert _pruned("journeys|a|1", 0, {"a|1"})
-    assert _pruned("journey_funnels|self_service|a|1", 0, {"a|1"})
-    assert not _pruned("journey_funnels|self_service|a|1", 0, {"1"})
-    assert _pruned("contacts|k|9|100", 101, set())
-    assert not _pruned("contacts|k|9|100", 100, set())
 
 
 def test_a_second_restore_never_replaces_live_state() -> None:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from cxpulse.streams import metrics
-from cxpulse.streams.keyed import KeyState, encode_state
-from cxpulse.streams.state_store import _apply_record
+from cxpulse.streams.keystate import CONTACT, UnitRecord, record_key
+from cxpulse.streams.state_store import states_from_records
 
 
 def test_unreadable_records_are_skipped_and_counted() -> None:
-    good = encode_state(KeyState(newest_ms=5))
-    states: dict[str, KeyState] = {}
+    good = UnitRecord([], {}, 5)
+    value = b'{"events":[],"emitted":{},"version":5}'
+    a, b, c = (record_key(key, CONTACT, "k1") for key in "abc")
     before = metrics.STATE_RECORDS_UNREADABLE._value.get()
-    for offset, (key, value) in enumerate([
-        (b"a", good), (None, good), (b"\xff", good), (b"b", b"not a state"), (b"b", good),
-        (b"c", good), (b"c", None), (b"", good), (b"a", b'{"events": 5}'),
-    ]):  # fmt: skip
-        _apply_record(states, key, value, offset)
-    assert states == {"a": KeyState(newest_ms=5), "b": KeyState(newest_ms=5)}
+    records = [
+        (a, value), (None, value), (b"\xff", value), (b, b"not a state"), (b"b", value),
+        (c, value), (c, None), (b"", value), (a, b'{"events": 5}'), (b, value),
+    ]  # fmt: skip
+    states = states_from_records([(k, v, offset) for offset, (k, v) in enumerate(records)])
+    assert sorted(states) == ["b"]  # a's last record is unreadable, c's deleted
+    assert states["b"].last_version == good.version
     assert metrics.STATE_RECORDS_UNREADABLE._value.get() - before == 5

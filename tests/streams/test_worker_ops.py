@@ -123,7 +123,7 @@ def test_a_worker_refuses_partition_counts_its_state_was_not_built_with(
                               timeout=120).returncode  # fmt: skip
     text = log.read_text()
     assert code != 0, text
-    assert "built for 4 partitions, but cx.keyed.v1 has 6 and cx.state.keys.v1 has 4" in text
+    assert "built for 4 partitions, but cx.keyed.v1 has 6 and cx.state.units.v2 has 4" in text
     assert "README.md" in text
     assert "Traceback" not in text
     # Nothing was ingested with the new count.

@@ -12,13 +12,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cxpulse.streams import topics
 from cxpulse.streams.app import APP_ID
 from cxpulse.streams.simulator.noise import Message
 from cxpulse.streams.simulator.output import send_to_kafka
+from tests.support.rows import row_count
 
 INGEST_GROUP = "cxpulse-ingest"  # streams/ingest_stage.py
 JOURNEYS_GROUP = APP_ID  # faust's group id is the app id
@@ -49,8 +50,41 @@ def end_offsets(bootstrap: str, names: Iterable[str], partitions: int = 4) -> Of
 def produced(bootstrap: str, topic: str) -> int:
     """Messages written to `topic` so far (the sum of its end offsets). On a topic the journey
     stage writes in transactions this also counts one commit marker per transaction and
-    partition (and aborted messages): a measure of progress, not an exact count."""
+    partition (and aborted messages): a measure of progress, not an exact count. Not of rows on a
+    store topic, whose messages may hold many: see `RowsProduced`."""
     return sum(end_offsets(bootstrap, [topic]).values())
+
+
+class RowsProduced:
+    """Rows written to a store topic so far (aborted writes included, as `produced`), read on
+    from where the last call stopped. A store message holds one row or, from the row batcher,
+    several (one per line), so its offsets do not count rows. Close it (or use `with`)."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int = 4) -> None:
+        self.rows = 0
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "rows-produced-probe",
+             "enable.auto.commit": False, "isolation.level": "read_uncommitted"}
+        )  # fmt: skip
+        self._consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
+        )
+
+    def __call__(self) -> int:
+        """The rows so far (what has reached this reader: a lower bound, soon exact)."""
+        for message in self._consumer.consume(10_000, timeout=0.05):
+            if message.error() is None:
+                self.rows += row_count(message.value())
+        return self.rows
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> RowsProduced:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def committed_offsets(
