@@ -47,6 +47,7 @@ from bench.harness import PARTITIONS, say
 from bench.realistic import Customer, RawEvent
 from cxpulse.deploy.settings import Settings
 from cxpulse.streams import topics
+from cxpulse.streams.app import tune_gc
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import Source, encode_batch, route
 from cxpulse.streams.stage import JourneyStage
@@ -295,6 +296,7 @@ def main() -> None:
     parser.add_argument("--lift-key-bounds", action="store_true",
                         help="raise the stage's per-key bounds out of the way")  # fmt: skip
     lift = parser.parse_args().lift_key_bounds
+    tune_gc()  # as the worker does (streams/app.py)
     load_before = [round(x, 2) for x in os.getloadavg()]
     # A whole hour: the same bytes all hour long (the generator is seeded).
     now_ms = time.time_ns() // 1_000_000 // 3_600_000 * 3_600_000

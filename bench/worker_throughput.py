@@ -46,6 +46,7 @@ from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.sinks.writer import WriterStats
 from cxpulse.streams import topics
+from cxpulse.streams.app import tune_gc
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import Source, encode_batch, route
 from cxpulse.streams.rowbatch import RowBatcher
@@ -207,7 +208,8 @@ def stage_in_process(raws: list[bytes], now_ms: int) -> float:
     """Events/s of the journey stage alone (no Kafka), in groups of keyed messages as the
     worker's agent takes them."""
     batches = keyed_batches(raws, now_ms)
-    rows = RowBatcher(EncodingSender())  # as the worker sends store rows (streams/app.py)
+    tune_gc()  # as the worker does (streams/app.py)
+    rows = RowBatcher(EncodingSender())  # as the worker sends store rows
     stage = JourneyStage(rows, load_funnels(), restore=lambda p: {})
     started = time.perf_counter()
     for first in range(0, len(batches), GROUP_MESSAGES):

@@ -25,6 +25,7 @@ and the rebalance handlers on the stage's shared state (`dirty`, partitions, pro
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -270,10 +271,24 @@ def die(what: str) -> NoReturn:
     os._exit(70)
 
 
+#: Allocations between young collections (CPython's default is 700). The journey state holds a
+#: few GC-tracked containers per journey and contact (lists of events, indexes); with the
+#: default, collections that walk them took half of the stage's CPU (bench.worker_throughput's
+#: in-process stage: 12,300 events/s with it, 20,200 with this, 21,200 with the collector off).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect garbage rarely: the stage makes no reference cycles on its hot path, and what it
+    keeps is long-lived state, which every collection of the old generations walks again."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
 def run_worker(app: faust.App, logging_config: dict[str, Any]) -> None:
     """Run the faust worker in this process until SIGTERM/SIGINT (blocks). On SIGTERM faust
     stops the agent after the batch in hand (whose output is flushed before it is
     acknowledged) and commits what was acknowledged."""
+    tune_gc()
     level = logging_config["root"]["level"]
     worker = faust.Worker(app, loglevel=level, logging_config=logging_config, quiet=True,
                           redirect_stdouts=False)  # fmt: skip
