@@ -8,7 +8,8 @@ the events already present and changes nothing.
 
 Retention: a key keeps every event that a future valid event could still interact with. A new
 event is at most MAX_EVENT_AGE_MS [30 d] old (ingest rejects older ones) and looks back at most
-RETENTION_MS [7 d] (the FCR window, the longest), so events older than now - 37 d can go: the
+RETENTION_MS [7 d] (the FCR window, the longest), and may wait in the keyed topic up to its
+retention [7 d], so events older than now - 44 d can go (`horizon_ms`): the
 journey stage prunes old journeys whole (`stage.py`), and a key with nothing newer is forgotten.
 This keeps results independent of arrival order (docs/decisions.md). A key that would hold more
 than its limits (`KeyLimits`: events, bytes, and bytes per unit so each record fits a Kafka
@@ -19,6 +20,7 @@ an order-free rule (`precedence`) and are counted as conflicts.
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -161,6 +163,8 @@ def _apply_one(
     occurred_ms = event_time_ms(event)
     if record.link:
         linked_session(event)  # a link names a session, or the record is not one cxpulse wrote
+    # The row first: nothing changes when it cannot be made.
+    row = None if record.link else raw_event_row(record.key, event, record)
     state = states.get(record.key)
     if state is None:
         state = states[record.key] = KeyState()
@@ -169,32 +173,58 @@ def _apply_one(
     kept = target.get(event.event_id)
     if kept is not None:
         # A copy. Copies that differ (a producer reusing an id) keep the one that precedes,
-        # whatever the order they arrive in.
+        # whatever the order they arrive in, as long as it fits the bounds.
         new, old = precedence(event), precedence(kept)
         if not record.link:
             out.duplicates += new == old
             out.conflicts += new != old
         if new >= old:
             return
-        state.remove(kept, record.link, lambda e: event_cost(e, record.key, limits.identities))
-    elif (
-        len(target) >= limits.events
-        or state.size_bytes + size > limits.bytes
-        or state.unit_bytes(occurred_ms, event, record.link) + size > limits.unit_bytes
-    ):
-        if not record.link:
-            _reject(out, record, "key_overloaded",
-                    f"journey key {record.key[:64]!r} holds {len(target)} events of "
-                    f"{state.size_bytes} bytes; the limits are {limits.events} events, "
-                    f"{limits.bytes} bytes and {limits.unit_bytes} bytes per journey or "
-                    "contact: is a producer sending one customer or session id for many "
-                    "people?")  # fmt: skip
+        cost = functools.partial(event_cost, key=record.key, identities=limits.identities)
+        state.remove(kept, record.link, cost)
+        if not _fits(state, target, event, occurred_ms, size, record.link, limits):
+            state.add(event_time_ms(kept), kept, record.link, cost(kept))  # keep the old copy
+            _overloaded(out, record, state, target, limits)
+            out.changed.add(record.key)  # the same events; its units are refreshed, unchanged
+            return
+    elif not _fits(state, target, event, occurred_ms, size, record.link, limits):
+        _overloaded(out, record, state, target, limits)
+        if not (state.events or state.links):
+            del states[record.key]  # its first event: no key is left behind empty
         return
-    if not record.link:  # the row first: nothing changes when it cannot be made
-        out.raw_rows.append((record.key, raw_event_row(record.key, event, record)))
+    if row is not None:
+        out.raw_rows.append((record.key, row))
         out.accepted += kept is None
     state.add(occurred_ms, event, record.link, size)
     out.changed.add(record.key)
+
+
+def _fits(
+    state: KeyState,
+    target: dict[str, Event],
+    event: Event,
+    occurred_ms: int,
+    size: int,
+    link: bool,
+    limits: KeyLimits,
+) -> bool:
+    return (
+        len(target) < limits.events
+        and state.size_bytes + size <= limits.bytes
+        and state.unit_bytes(occurred_ms, event, link) + size <= limits.unit_bytes
+    )
+
+
+def _overloaded(
+    out: Outcome, record: KeyedRecord, state: KeyState, target: dict[str, Event], limits: KeyLimits
+) -> None:
+    if not record.link:
+        _reject(out, record, "key_overloaded",
+                f"journey key {record.key[:64]!r} holds {len(target)} events of "
+                f"{state.size_bytes} bytes; the limits are {limits.events} events, "
+                f"{limits.bytes} bytes and {limits.unit_bytes} bytes per journey or "
+                "contact: is a producer sending one customer or session id for many "
+                "people?")  # fmt: skip
 
 
 def horizon_ms(now_ms: int) -> int:

@@ -28,7 +28,7 @@ import msgspec
 from cxpulse.schemas.events import ContactEvent, ContactStarted, Event, PortalEvent
 from cxpulse.schemas.validate import event_time_ms
 from cxpulse.streams import metrics
-from cxpulse.streams.contacts import Contact, ShiftTable, contact_of, contact_start
+from cxpulse.streams.contacts import ShiftTable, contact_of, contact_start
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.journeys import ESCALATION_WINDOW_MS, GAP_MS, Journey, journey_of, sessionize
 from cxpulse.streams.snapshots import Emitted, contact_row, diff, journey_rows
@@ -111,7 +111,7 @@ class Run(Unit):
 
 
 class ContactUnit(Unit):
-    __slots__ = ("contact", "contact_id", "resolved", "start")
+    __slots__ = ("contact_id", "resolved", "start")
 
     def __init__(
         self, contact_id: str, events: list[tuple[int, Event]], emitted: dict[str, Emitted]
@@ -119,7 +119,6 @@ class ContactUnit(Unit):
         super().__init__(events, emitted)
         self.contact_id = contact_id
         self.start: tuple[int, ContactStarted] | None = None
-        self.contact: Contact | None = None
         self.resolved: tuple[int, str, int] | None = None  # its entry in the TTR index
 
 
@@ -413,7 +412,6 @@ class KeyState:
                     insort(self.resolved, entry)
                     resolved_moved.append(entry[0])
                 unit.resolved = entry
-            unit.contact = contact
             rows = [] if contact is None else [contact_row(key, contact, watermark, shifts)]
             self._emit(unit, rows, version, changes)
             self._set_due(unit, (contact and contact.next_due_ms(watermark)) or 0)
@@ -512,7 +510,10 @@ class KeyState:
             self.links_changed = False
 
     def record_ids(self) -> Iterator[tuple[str, str]]:
-        """Every record the key has in the state topic (to delete the key)."""
+        """Every record the key has in the state topic (to delete the key), those of units just
+        pruned included."""
+        yield from dict.fromkeys(self._gone)
+        self._gone.clear()
         for run in self.runs:
             if run.stored_as is not None:
                 yield RUN, run.stored_as
@@ -567,8 +568,7 @@ class KeyState:
         self.start_ids = [self.start_ids[i] for i in order]
         for contact_id, unit in self.contacts.items():
             if unit.start is not None:
-                contact = unit.contact = contact_of(contact_id, unit.events, unit.start,
-                                                    self.start_times)  # fmt: skip
+                contact = contact_of(contact_id, unit.events, unit.start, self.start_times)
                 if contact.resolved and contact.ended_ms:
                     unit.resolved = (contact.started_ms, contact_id, contact.ended_ms)
                     self.resolved.append(unit.resolved)

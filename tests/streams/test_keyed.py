@@ -208,3 +208,29 @@ def test_keys_expire_only_when_no_valid_event_can_reach_them() -> None:
     aging = [(state.newest_ms, key) for key, state in states.items()]
     assert list(expired_keys(aging, states, NOW_MS)) == ["old"]
     assert aging == [(NOW_MS - 44 * 86_400_000, "edge")]
+
+
+def test_a_conflicting_copy_that_would_overflow_a_journey_is_dead_lettered() -> None:
+    """A copy that precedes the kept one is still held to the bounds: one that would bridge two
+    full journeys into one over the unit bound leaves the state as it was."""
+    raws = [_raw(f"a{i}", minutes_ago=200 - i) for i in range(4)]  # a journey of 4 events
+    raws += [_raw(f"b{i}", minutes_ago=150 - i) for i in range(4)]  # another, 47 min later
+    one = event_cost(decode_trusted(raws[0]), "cust-1", DEFAULT_KEY_LIMITS.identities)
+    limits = KeyLimits(unit_bytes=5 * one)
+    states: dict[str, KeyState] = {}
+    apply(states, _records(raws), limits)
+    state = states["cust-1"]
+    assert [len(run.events) for run in state.runs] == [4, 4]
+    bridge = orjson.dumps({**orjson.loads(raws[7]), "occurred_at": (
+        NOW - timedelta(minutes=175)).isoformat()})  # fmt: skip
+    outcome = apply(states, _records([bridge]), limits)
+    assert [reason for reason, _ in outcome.dead_letters] == ["key_overloaded"]
+    assert [len(run.events) for run in state.runs] == [4, 4]
+    assert state.size_bytes == count_bytes(state, "cust-1", DEFAULT_KEY_LIMITS.identities)
+
+
+def test_a_new_key_whose_first_event_is_refused_is_not_kept() -> None:
+    states: dict[str, KeyState] = {}
+    outcome = apply(states, _records([_raw("x", minutes_ago=1)]), KeyLimits(unit_bytes=16))
+    assert [reason for reason, _ in outcome.dead_letters] == ["key_overloaded"]
+    assert states == {}
