@@ -353,8 +353,7 @@ class KeyState:
             changes += diff([], orphan.emitted, version)
         for scratch in (self._runs, self._contacts, self._moved, self._escalations, self._orphans):
             scratch.clear()  # kept, not replaced: fewer allocations, fewer collections
-        self.open_runs = sum(1 for unit in self.pending if isinstance(unit, Run))
-        self.next_due_ms = min(self.pending.values(), default=0)
+        self._summarize_pending()
         if changes:
             self.last_version = version + 1  # live rows carry version + 1 (see diff)
         return changes
@@ -468,6 +467,11 @@ class KeyState:
             self._unsaved.add(unit)
             changes += sent
 
+    def _summarize_pending(self) -> None:
+        """What the stage reads of `pending`: open journeys, and when the next unit is due."""
+        self.open_runs = sum(1 for unit in self.pending if isinstance(unit, Run))
+        self.next_due_ms = min(self.pending.values(), default=0)
+
     def _set_due(self, unit: Unit, due: int) -> None:
         unit.due = due
         if due:
@@ -577,8 +581,7 @@ class KeyState:
             following = self.run_starts[index + 1] if index + 1 < len(self.runs) else None
             run.journey = journey_of(key, run.events, following, self.contact_starts,
                                      self.link_index, self.resolved, funnels)  # fmt: skip
-        self.open_runs = sum(1 for unit in self.pending if isinstance(unit, Run))
-        self.next_due_ms = min(self.pending.values(), default=0)
+        self._summarize_pending()
 
     # -- retention ------------------------------------------------------------------------------
 
@@ -625,9 +628,8 @@ class KeyState:
         old_links = [e for e in self.links.values() if event_time_ms(e) < limit]
         for event in old_links:
             self.remove(event, True, lambda _: 0)  # `keyed.count_bytes` counts afresh
-        self._escalations = []  # nothing kept can reach back there
-        self.open_runs = sum(1 for unit in self.pending if isinstance(unit, Run))
-        self.next_due_ms = min(self.pending.values(), default=0)
+        self._escalations.clear()  # nothing kept can reach back there
+        self._summarize_pending()
         return dropped or bool(old_links)
 
 
