@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         "as for the key; each is one record of the state topic, so this keeps it within Kafka's "
         "default 1 MiB message limit. The excess is dead-lettered.",
     )
+    freeze_after_seconds: int = Field(
+        300,
+        ge=0,
+        description="A journey key untouched this long is held compressed in memory (about a "
+        "tenth of its size) until an event or a due time reaches it; 0: never.",
+    )
     clickhouse_url: str | None = Field(
         None,
         description="ClickHouse server URL (http[s]://user:password@host:port). Unset: embedded "
@@ -265,7 +271,12 @@ class Settings(BaseSettings):
     def key_limits(self) -> KeyLimits:
         from cxpulse.streams.keyed import KeyLimits
 
-        return KeyLimits(self.max_key_events, self.max_key_bytes, self.max_unit_bytes)
+        return KeyLimits(
+            self.max_key_events,
+            self.max_key_bytes,
+            self.max_unit_bytes,
+            freeze_after_ms=self.freeze_after_seconds * 1000,
+        )
 
     def shift_table(self) -> ShiftTable:
         from zoneinfo import ZoneInfo

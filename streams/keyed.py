@@ -96,6 +96,9 @@ class KeyLimits:
     #: Row identities one event may start: its journey's row and one per funnel (JourneyStage
     #: sets it from the funnels it computes).
     identities: int = 2
+    #: A key untouched this long (wall clock) is held compressed until an event or a due time
+    #: reaches it (`frozen.py`); 0: never.
+    freeze_after_ms: int = 300_000
 
 
 DEFAULT_KEY_LIMITS = KeyLimits()

@@ -86,9 +86,11 @@ class Unit:
     def drop(self, at: int, event_id: str) -> None:
         del self.events[bisect_left(self.events, (at, event_id), key=_order)]
 
+    def unit_record(self, version: int) -> UnitRecord:
+        return UnitRecord([e for _, e in self.events], self.emitted, version, self.due)
+
     def record(self, version: int) -> bytes:
-        events = [e for _, e in self.events]
-        return _RECORD_ENCODER.encode(UnitRecord(events, self.emitted, version, self.due))
+        return _RECORD_ENCODER.encode(self.unit_record(version))
 
 
 class Run(Unit):
@@ -525,6 +527,17 @@ class KeyState:
             yield CONTACT, contact_id
         if self.links:
             yield LINKS, ""
+
+    def unit_records(self) -> dict[tuple[str, str], UnitRecord]:
+        """Every unit's record, as `restore` takes them. Only for a key whose records are all
+        written (no refresh or `records` pending): a run's id is then the one it is stored as."""
+        version = self.last_version
+        units = {(RUN, run.stored_as or ""): run.unit_record(version) for run in self.runs}
+        for contact_id, unit in self.contacts.items():
+            units[CONTACT, contact_id] = unit.unit_record(version)
+        if self.links:
+            units[LINKS, ""] = UnitRecord(list(self.links.values()), {}, version)
+        return units
 
     @classmethod
     def restore(cls, units: dict[tuple[str, str], UnitRecord]) -> KeyState:

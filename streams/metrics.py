@@ -25,6 +25,14 @@ DEAD_LETTERS = Counter(
     "cxpulse_dead_letters_total", "Messages sent to the dead-letter topic.", ["stage", "reason"]
 )
 KEYS = Gauge("cxpulse_journey_keys", "Journey keys held in memory by this worker.")
+FROZEN_KEYS = Gauge(
+    "cxpulse_journey_keys_frozen",
+    "Of those, keys idle long enough to be held compressed (CXPULSE_FREEZE_AFTER_SECONDS).",
+)
+THAWS = Counter(
+    "cxpulse_journey_key_thaws_total",
+    "Frozen keys restored because an event or a due time reached them.",
+)
 OPEN_JOURNEYS = Gauge("cxpulse_open_journeys", "Journeys not closed yet, held by this worker.")
 EVENT_LAG = Gauge(
     "cxpulse_watermark_lag_seconds",

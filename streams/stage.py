@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from cxpulse.schemas.validate import Rejection
 from cxpulse.sinks.store import ch_time
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import ShiftTable, default_shifts
+from cxpulse.streams.frozen import Frozen, freeze, unit_records
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter, decode_batch
 from cxpulse.streams.keyed import (
@@ -43,6 +45,9 @@ QUIET_MS = 30_000
 #: A partition taken over with nothing consumed from it since is quiet only after this long:
 #: its lag is not known until a fetch returns from it, and a backlog shows up well before.
 TAKEOVER_QUIET_MS = 4 * QUIET_MS
+#: Keys holding more events stay live: a thaw rebuilds the whole key, so its cost must not grow
+#: with a customer's history (weeks of visits); keys this small are the many short ones.
+FREEZE_MAX_EVENTS = 32
 TABLE_TOPICS = {table: topic for topic, table in topics.STORE_TABLES.items()}
 
 
@@ -74,7 +79,9 @@ class JourneyStage:
         self.shifts = shifts or default_shifts()
         self.restore = restore
         self.clock = clock
-        self.partitions: dict[int, dict[str, KeyState]] = {}
+        self.partitions: dict[int, dict[str, KeyState | Frozen]] = {}
+        # partition -> its live (not frozen) keys, least recently touched first, with when
+        self.hot: dict[int, OrderedDict[str, int]] = {}
         self.due: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (close ms, key)
         # partition -> heap of (newest event ms, key), every key once (see `expired_keys`)
         self.aging: dict[int, list[tuple[int, str]]] = {}
@@ -88,7 +95,7 @@ class JourneyStage:
 
     # -- state ----------------------------------------------------------------------------------
 
-    def states(self, partition: int) -> dict[str, KeyState]:
+    def states(self, partition: int) -> dict[str, KeyState | Frozen]:
         if partition not in self.partitions:
             self.install(partition, self.restore(partition))
         return self.partitions[partition]
@@ -105,18 +112,16 @@ class JourneyStage:
         # The watermark must not move back after a restart or rebalance.
         self.max_event_ms = max(self.max_event_ms, self.newest_ms[partition])
         for key, state in states.items():
-            state.prime(key, self.funnels)
-            count_bytes(state, key, self.limits.identities)
-        self.partitions[partition] = states
+            self._prime(key, state)
+        self.partitions[partition] = dict(states)
+        self.hot[partition] = OrderedDict.fromkeys(states, self.clock())
         self.due[partition] = [(s.next_due_ms, k) for k, s in states.items() if s.next_due_ms]
         heapq.heapify(self.due[partition])
         self.aging[partition] = [(s.newest_ms, k) for k, s in states.items()]
         heapq.heapify(self.aging[partition])
-        for state in states.values():
-            state.aging = True
         self.open[partition] = {k: s.open_runs for k, s in states.items() if s.open_runs}
         self.open_total += sum(self.open[partition].values())
-        metrics.KEYS.set(self.key_count())
+        self._gauge_keys()
         metrics.OPEN_JOURNEYS.set(self.open_journeys())
 
     def forget(self, partitions: set[int]) -> None:
@@ -125,10 +130,11 @@ class JourneyStage:
             self.partitions.pop(partition, None)
             self.due.pop(partition, None)
             self.aging.pop(partition, None)
+            self.hot.pop(partition, None)
             self.open_total -= sum(self.open.pop(partition, {}).values())
             self.seen.pop(partition, None)
         self.dirty = {(p, key) for p, key in self.dirty if p not in partitions}
-        metrics.KEYS.set(self.key_count())
+        self._gauge_keys()
         metrics.OPEN_JOURNEYS.set(self.open_journeys())
 
     @contextmanager
@@ -136,7 +142,7 @@ class JourneyStage:
         """Restrict the stage to one partition for the block: `process_all`, `tick` and
         `persist` then touch and send for that partition only, so the caller can route all of
         it into that partition's transaction. What the block adds is kept afterwards."""
-        views = ("partitions", "due", "aging", "newest_ms", "open")
+        views = ("partitions", "due", "aging", "newest_ms", "open", "hot")
         saved = {name: getattr(self, name) for name in views}
         for name, whole in saved.items():
             setattr(self, name, {partition: whole[partition]} if partition in whole else {})
@@ -149,6 +155,9 @@ class JourneyStage:
 
     def key_count(self) -> int:
         return sum(len(states) for states in self.partitions.values())
+
+    def frozen_count(self) -> int:
+        return self.key_count() - sum(len(hot) for hot in self.hot.values())
 
     def open_journeys(self) -> int:
         return self.open_total
@@ -179,12 +188,15 @@ class JourneyStage:
             records = self._decode(partition, value, offset)
             if records is None:
                 continue
-            outcome = apply(states, records, self.limits)
+            for record in records:
+                if type(states.get(record.key)) is Frozen:
+                    self._live(partition, record.key)
+            outcome = apply(states, records, self.limits)  # type: ignore[arg-type]  # all live
             keys.update(outcome.changed)
             newest = self.newest_ms.get(partition, 0)
             aging = self.aging.setdefault(partition, [])
             for key in outcome.changed:
-                state = states[key]
+                state = self._live(partition, key)
                 newest = max(newest, state.newest_ms)
                 if not state.aging:  # a new key
                     heapq.heappush(aging, (state.newest_ms, key))
@@ -209,7 +221,7 @@ class JourneyStage:
         metrics.DUPLICATES.inc(duplicates)
         metrics.CONFLICTS.inc(conflicts)
         if any(changed.values()):
-            metrics.KEYS.set(self.key_count())
+            self._gauge_keys()
             metrics.OPEN_JOURNEYS.set(self.open_journeys())
             metrics.EVENT_LAG.set(max(0.0, (self.clock() - self.max_event_ms) / 1000))
 
@@ -259,18 +271,68 @@ class JourneyStage:
                 refreshed += 1
             aging = self.aging.setdefault(partition, [])
             for key in list(expired_keys(aging, states, self.clock())):
-                for kind, unit in states.pop(key).record_ids():
+                for kind, unit in self._live(partition, key).record_ids():
                     self.output.send(topics.STATE.name, record_key(key, kind, unit), None,
                                      partition)  # fmt: skip
+                del states[key]
+                del self.hot[partition][key]
                 self.open_total -= self.open.get(partition, {}).pop(key, 0)
+            self._freeze_idle(partition)
+        self._gauge_keys()
         metrics.OPEN_JOURNEYS.set(self.open_journeys())
         return refreshed
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _prime(self, key: str, state: KeyState) -> None:
+        """Derive what a key restored from its records holds besides them."""
+        state.prime(key, self.funnels)
+        count_bytes(state, key, self.limits.identities)
+        state.aging = True  # restored keys are in the expiry heap (`install`, `_freeze_idle`)
+
+    def _touch(self, partition: int, key: str) -> None:
+        hot = self.hot.setdefault(partition, OrderedDict())
+        hot[key] = self.clock()
+        hot.move_to_end(key)
+
+    def _live(self, partition: int, key: str) -> KeyState:
+        """The key's state, thawed if it was frozen; either way it counts as touched now."""
+        states = self.partitions[partition]
+        state = states[key]
+        if isinstance(state, Frozen):
+            state = states[key] = KeyState.restore(unit_records(state))
+            self._prime(key, state)
+            metrics.THAWS.inc()
+        self._touch(partition, key)
+        return state
+
+    def _freeze_idle(self, partition: int) -> None:
+        """Freeze the keys untouched for `freeze_after_ms` whose state is written (`frozen.py`)."""
+        hot = self.hot.get(partition)
+        after = self.limits.freeze_after_ms
+        if not after or not hot:
+            return
+        states = self.partitions[partition]
+        cutoff = self.clock() - after
+        while hot:
+            key, touched = next(iter(hot.items()))
+            if touched > cutoff:
+                break
+            state = states[key]
+            assert isinstance(state, KeyState)  # hot keys are live
+            if (partition, key) in self.dirty or len(state.events) > FREEZE_MAX_EVENTS:
+                self._touch(partition, key)  # records not sent yet, or too costly to thaw
+                continue
+            del hot[key]
+            states[key] = freeze(state)
+
+    def _gauge_keys(self) -> None:
+        metrics.KEYS.set(self.key_count())
+        metrics.FROZEN_KEYS.set(self.frozen_count())
+
     def _refresh(self, partition: int, key: str, watermark: int) -> None:
         """Send the rows of what changed in the key, and of its units whose time has come."""
-        state = self.partitions[partition][key]
+        state = self._live(partition, key)
         # Versions only grow, also across restarts and owners (the clock moves on meanwhile).
         version = max(self.clock() * 1000, state.last_version + 1)
         for table, row in state.refresh(key, watermark, version, self.funnels, self.shifts):
@@ -297,7 +359,7 @@ class JourneyStage:
         mine = sorted(d for d in self.dirty if d[0] in self.partitions)
         for partition, key in mine:
             state = self.partitions[partition].get(key)
-            if state is not None:
+            if isinstance(state, KeyState):  # gone if expired; dirty keys are never frozen
                 for kind, unit, value in state.records():
                     self.output.send(topics.STATE.name, record_key(key, kind, unit), value,
                                      partition)  # fmt: skip

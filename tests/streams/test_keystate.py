@@ -1,7 +1,8 @@
 """The journey stage's incremental state against the reference: for any set of events, in any
 order and grouping, with copies, conflicting copies, late events, restores and a clock that moves
 on, the rows in the store equal those `build_journeys` and `build_contacts` compute from the
-final event set at the final watermark."""
+final event set at the final watermark. Keys left idle are frozen and thawed on the way
+(`frozen.py`), at thresholds from never to at once."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from hypothesis import strategies as st
 
 from cxpulse.schemas.events import ContactStarted, Event
 from cxpulse.schemas.validate import by_time, decode_trusted, journey_key
-from cxpulse.streams import topics
+from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import build_contacts, default_shifts
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import Source, encode_batch, partition_for, route
 from cxpulse.streams.journeys import build_journeys
-from cxpulse.streams.keyed import precedence
+from cxpulse.streams.keyed import KeyLimits, precedence
 from cxpulse.streams.snapshots import contact_row, journey_rows
 from cxpulse.streams.stage import ALLOWED_LATENESS_MS, JourneyStage
 from cxpulse.streams.state_store import states_from_records
@@ -184,15 +185,20 @@ def _reference(raws: list[bytes], watermark: int) -> dict[tuple[str, ...], dict[
 
 
 @settings(max_examples=300, deadline=None)
-@given(traffic(), st.randoms(use_true_random=False), st.integers(1, 6))
+@given(
+    traffic(), st.randoms(use_true_random=False), st.integers(1, 6),
+    st.sampled_from([0, 1, 5 * MINUTE]),
+)  # fmt: skip
 def test_incremental_rows_equal_a_full_rebuild(
-    raws: list[bytes], rng: random.Random, groups: int
+    raws: list[bytes], rng: random.Random, groups: int, freeze_after_ms: int
 ) -> None:
     rng.shuffle(raws)
     note(repr(raws))
     store = Store()
     clock = [NOW_MS]
-    stage = JourneyStage(store, FUNNELS, restore=lambda p: {}, clock=lambda: clock[0])
+    limits = KeyLimits(freeze_after_ms=freeze_after_ms)
+    stage = JourneyStage(store, FUNNELS, restore=lambda p: {}, clock=lambda: clock[0],
+                         limits=limits)  # fmt: skip
     cuts = sorted(rng.sample(range(len(raws) + 1), min(groups, len(raws) + 1)))
     pieces = [raws[a:b] for a, b in zip([0, *cuts], [*cuts, len(raws)], strict=True)]
     seen: list[bytes] = []
@@ -218,7 +224,7 @@ def test_incremental_rows_equal_a_full_rebuild(
             max_event = stage.max_event_ms
             stage = JourneyStage(
                 store, FUNNELS, restore=lambda p, got=by_partition: got.get(p, {}),
-                clock=lambda: clock[0],
+                clock=lambda: clock[0], limits=limits,
             )  # fmt: skip
             stage.max_event_ms = max_event
             for partition in range(PARTITIONS):
@@ -257,3 +263,47 @@ def test_the_state_written_per_event_does_not_grow_with_the_history() -> None:
     written = store.records[before:]
     assert len(written) == 1
     assert len(written[0][1] or b"") < 5_000  # the last journey's 4 events, not 601
+
+
+def test_idle_keys_are_frozen_and_thaw_exactly() -> None:
+    """Keys idle past the threshold are held compressed; an event or a due time thaws one, and
+    its rows go on exactly as if it had stayed live."""
+    store = Store()
+    clock = [NOW_MS]
+    stage = JourneyStage(store, FUNNELS, restore=lambda p: {}, clock=lambda: clock[0],
+                         limits=KeyLimits(freeze_after_ms=5 * MINUTE))  # fmt: skip
+    docs = [{"event_id": f"e{n}-{k}", "schema_version": 1, "type": "portal.step_viewed",
+             "occurred_at": _iso(NOW_MS - 10 * MINUTE + k * MINUTE), "session_id": f"s{n}",
+             "customer_id": f"c{n}", "data": {"step": STEPS[k]}}
+            for n in range(20) for k in range(2)]  # fmt: skip
+    raws = [orjson.dumps(d) for d in docs]
+
+    def send(batch: list[bytes]) -> None:
+        routed = route([(raw, Source("cx.in", 0, i)) for i, raw in enumerate(batch)],
+                       PARTITIONS, clock[0])  # fmt: skip
+        stage.process_all([(p, encode_batch(b), 0) for p, bs in routed.keyed.items() for b in bs])
+        stage.persist()
+
+    send(raws)
+    clock[0] += 4 * MINUTE
+    stage.tick()
+    assert stage.frozen_count() == 0  # not idle long enough
+    clock[0] += 2 * MINUTE
+    stage.tick()
+    stage.persist()
+    assert stage.frozen_count() == stage.key_count() == 20
+    assert stage.open_journeys() == 20  # frozen journeys are still open
+    thaws = metrics.THAWS._value.get()
+    late = dict(docs[0], event_id="late", occurred_at=_iso(NOW_MS - 7 * MINUTE),
+                data={"step": STEPS[4]})  # fmt: skip
+    raws.append(orjson.dumps(late))
+    send(raws[-1:])
+    assert metrics.THAWS._value.get() == thaws + 1
+    assert stage.frozen_count() == 19
+    assert store.live() == _reference(raws, stage.watermark_ms())
+    clock[0] += 40 * MINUTE  # every journey closes: due times thaw the frozen keys
+    stage.tick()
+    stage.persist()
+    assert metrics.THAWS._value.get() == thaws + 20
+    assert stage.open_journeys() == 0
+    assert store.live() == _reference(raws, stage.watermark_ms())
