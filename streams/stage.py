@@ -48,6 +48,9 @@ TAKEOVER_QUIET_MS = 4 * QUIET_MS
 #: Keys holding more events stay live: a thaw rebuilds the whole key, so its cost must not grow
 #: with a customer's history (weeks of visits); keys this small are the many short ones.
 FREEZE_MAX_EVENTS = 32
+#: Keys frozen per partition and tick at most (~0.3 s of work), so that a partition restored
+#: with many keys (all idle at once) is frozen over several ticks, not in one long pause.
+FREEZE_PER_TICK = 10_000
 TABLE_TOPICS = {table: topic for topic, table in topics.STORE_TABLES.items()}
 
 
@@ -114,7 +117,8 @@ class JourneyStage:
         for key, state in states.items():
             self._prime(key, state)
         self.partitions[partition] = dict(states)
-        self.hot[partition] = OrderedDict.fromkeys(states, self.clock())
+        # Restored keys are idle until an event reaches them: frozen from the next tick on.
+        self.hot[partition] = OrderedDict.fromkeys(states, 0)
         self.due[partition] = [(s.next_due_ms, k) for k, s in states.items() if s.next_due_ms]
         heapq.heapify(self.due[partition])
         self.aging[partition] = [(s.newest_ms, k) for k, s in states.items()]
@@ -314,7 +318,9 @@ class JourneyStage:
             return
         states = self.partitions[partition]
         cutoff = self.clock() - after
-        while hot:
+        for _ in range(FREEZE_PER_TICK):
+            if not hot:
+                break
             key, touched = next(iter(hot.items()))
             if touched > cutoff:
                 break
