@@ -120,17 +120,21 @@ def cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def writer_thread(
-    store: Store, bootstrap: str, on_flush: Callable[[WriterStats], None] | None = None
+    store: Store,
+    bootstrap: str,
+    on_flush: Callable[[WriterStats], None] | None = None,
+    flush_seconds: float | None = None,
 ) -> Iterator[StoreWriter]:
-    """The store writer with `cxpulse up`'s settings in a thread of this process (chdb admits
-    one process per database directory); stopped with a final flush."""
+    """The store writer with `cxpulse up`'s settings (or another flush interval) in a thread of
+    this process (chdb admits one process per database directory); stopped with a final
+    flush."""
     settings = Settings()
     writer = StoreWriter(
         store,
         bootstrap,
         topics.STORE_TABLES,
         batch_rows=settings.writer_batch_rows,
-        flush_seconds=settings.writer_flush_seconds,
+        flush_seconds=settings.writer_flush_seconds if flush_seconds is None else flush_seconds,
         on_flush=on_flush,
     )
     stop = threading.Event()

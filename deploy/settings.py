@@ -91,7 +91,10 @@ class Settings(BaseSettings):
         50_000, ge=1, description="The store writer inserts once this many rows are buffered..."
     )
     writer_flush_seconds: float = Field(
-        1.0, gt=0, description="...or once its oldest buffered row is this old."
+        0.25,
+        gt=0,
+        description="...or once its oldest buffered row is this old (each flush inserts into "
+        "every table: shorter costs store CPU, longer adds to the data's age).",
     )
     funnels_file: Path | None = Field(
         None,
@@ -164,7 +167,7 @@ class Settings(BaseSettings):
         300.0, gt=0, description="/readyz fails when the newest stored event is older than this."
     )
     api_cache_seconds: float = Field(
-        1.0,
+        0.5,
         ge=0,
         le=5,
         description="How long the API reuses a computed response for identical requests "

@@ -67,7 +67,7 @@ class StoreWriter:
         *,
         group_id: str = "cxpulse-store-writer",
         batch_rows: int = 50_000,
-        flush_seconds: float = 1.0,
+        flush_seconds: float = 0.25,
         on_flush: Callable[[WriterStats], None] | None = None,
     ) -> None:
         self.store = store
@@ -135,6 +135,11 @@ class StoreWriter:
                 self._try_flush()
             # Retry on time: a poll must not run past the backoff it waits out.
             timeout_s = min(timeout_s, max(0.0, self._retry_at - time.monotonic()))
+        elif self._oldest is not None:
+            # Flush on time: consume() waits for its whole batch or the timeout, which would
+            # otherwise keep due rows up to a whole poll longer.
+            due_in = self._oldest + self.flush_seconds - time.monotonic()
+            timeout_s = min(timeout_s, max(0.0, due_in))
         # A message may hold hundreds of rows: take about as many as the batch has room for,
         # so it stays near batch_rows instead of growing to all that librdkafka has fetched.
         room = (self.batch_rows - self._buffered) // self._rows_per_message

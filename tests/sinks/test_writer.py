@@ -256,6 +256,34 @@ def test_batched_rows_are_stored_once_and_a_batch_fills_by_rows(bootstrap: str, 
     store.close()
 
 
+def test_buffered_rows_are_flushed_when_due_not_a_poll_later(bootstrap: str, tmp_path) -> None:
+    """consume() waits for its whole batch or its timeout: with rows buffered the writer waits
+    only until they are due, so a row waits the flush interval, not up to a whole poll more."""
+    topic = _topic(bootstrap)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, _row(0))
+    assert producer.flush(30) == 0
+
+    store = ChdbStore(tmp_path / "chdb", "cxpulse_test")
+    migrate(store)
+    writer = StoreWriter(store, bootstrap, {topic: "events_raw"}, group_id=uuid.uuid4().hex,
+                         flush_seconds=0.5)  # fmt: skip
+    polls: list[float] = []
+    deadline = time.monotonic() + 60
+    while writer.stats.flushes == 0:
+        assert time.monotonic() < deadline, "the row was never stored"
+        started = time.monotonic()
+        writer.poll_once(5.0)
+        polls.append(time.monotonic() - started)
+    # The poll that buffered the row waited its 5 s; the one that stored it woke when it was due.
+    assert polls[-1] < 1.5, polls
+    assert writer.stats.rows_written == {"events_raw": 1}
+    stop = threading.Event()
+    stop.set()
+    writer.run(stop)  # closes the consumer
+    store.close()
+
+
 # Pieces of lines: braces, a row, other bytes, and UTF-8 that is valid, broken or a surrogate.
 PIECES = [b"{", b"}", b"{}", b'{"a": 1}', b"x", b" ", b"\xff", b"\xc3\xa9", b"\xed\xa0\x80"]
 LINE = st.lists(st.sampled_from(PIECES), max_size=6).map(b"".join)
