@@ -510,9 +510,8 @@ class KeyState:
         self._gone.clear()
         self._unsaved.clear()
         if self.links_changed:
-            links = list(self.links.values())
-            value = UnitRecord(links, {}, self.last_version) if links else None
-            yield LINKS, "", None if value is None else _RECORD_ENCODER.encode(value)
+            value = _RECORD_ENCODER.encode(self._links_record()) if self.links else None
+            yield LINKS, "", value
             self.links_changed = False
 
     def record_ids(self) -> Iterator[tuple[str, str]]:
@@ -536,8 +535,11 @@ class KeyState:
         for contact_id, unit in self.contacts.items():
             units[CONTACT, contact_id] = unit.unit_record(version)
         if self.links:
-            units[LINKS, ""] = UnitRecord(list(self.links.values()), {}, version)
+            units[LINKS, ""] = self._links_record()
         return units
+
+    def _links_record(self) -> UnitRecord:
+        return UnitRecord(list(self.links.values()), {}, self.last_version)
 
     @classmethod
     def restore(cls, units: dict[tuple[str, str], UnitRecord]) -> KeyState:

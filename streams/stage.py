@@ -116,7 +116,7 @@ class JourneyStage:
         self.max_event_ms = max(self.max_event_ms, self.newest_ms[partition])
         for key, state in states.items():
             self._prime(key, state)
-        self.partitions[partition] = dict(states)
+        self.partitions[partition] = states  # type: ignore[assignment]  # a dict of live keys
         # Restored keys are idle until an event reaches them: frozen from the next tick on.
         self.hot[partition] = OrderedDict.fromkeys(states, 0)
         self.due[partition] = [(s.next_due_ms, k) for k, s in states.items() if s.next_due_ms]
@@ -200,7 +200,8 @@ class JourneyStage:
             newest = self.newest_ms.get(partition, 0)
             aging = self.aging.setdefault(partition, [])
             for key in outcome.changed:
-                state = self._live(partition, key)
+                state = states[key]
+                assert isinstance(state, KeyState)  # thawed above, or new (`_refresh` touches it)
                 newest = max(newest, state.newest_ms)
                 if not state.aging:  # a new key
                     heapq.heappush(aging, (state.newest_ms, key))
