@@ -55,8 +55,11 @@ from bench.harness import (
     cpu_seconds,
     handled,
     say,
+    thread_cpu,
     worker_process,
+    writer_and_store_cpu,
     writer_thread,
+    writer_tid,
 )
 from cxpulse.api.app import create_api
 from cxpulse.api.auth import ApiKeys
@@ -391,21 +394,6 @@ def attribution(samples: list[tuple[float, float]], points: Sequence[Timeline]) 
     return result
 
 
-def thread_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) so far of each live thread of this process, with its name."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    result = {}
-    for entry in os.listdir("/proc/self/task"):
-        task = Path("/proc/self/task") / entry
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # it ended meanwhile
-            continue
-        result[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
-    return result
-
-
 @dataclass(frozen=True)
 class Phase:
     """One producer run against the stack, and the fixed delays it runs with."""
@@ -453,14 +441,8 @@ class Meter:
         the journey stage's commit rounds. Threads that ended meanwhile are not counted."""
         after = self.usage()
         events = max(1, after["handled"] - before["handled"])
-        main = after["threads"][threading.main_thread().native_id][0]  # Python threads' name
-        old = before["threads"]
-
-        def spent(tid: int) -> float:
-            return after["threads"][tid][1] - old.get(tid, ("", 0.0))[1]
-
-        store_s = sum(spent(tid) for tid, (name, _) in after["threads"].items()
-                      if name != main and not name.startswith("rdk:"))  # fmt: skip
+        writer_s, store_s = writer_and_store_cpu(before["threads"], after["threads"],
+                                                 self.writer_tid)  # fmt: skip
         flushes = self.flush_ms[before["flushes"] :]
         rounds = after["rounds"] - before["rounds"]
         return {
@@ -471,7 +453,7 @@ class Meter:
             ),
             "worker_cpu_us_per_event": round(1e6 * (after["worker_cpu_s"] - before["worker_cpu_s"])
                                              / events, 1),
-            "writer_thread_cpu_us_per_event": round(1e6 * spent(self.writer_tid) / events, 2),
+            "writer_thread_cpu_us_per_event": round(1e6 * writer_s / events, 2),
             "chdb_threads_cpu_us_per_event": round(1e6 * store_s / events, 2),
             "writer_flushes": len(flushes),
             "writer_rows_per_event": round((after["rows"] - before["rows"]) / events, 2),
@@ -520,9 +502,7 @@ def pipeline(bootstrap: str, tmp: Path) -> list[dict[str, Any]]:
 
             timed = TimedStore(store, stored)
             with writer_thread(timed, bootstrap, on_flush, phase.writer_flush_seconds) as writer:
-                (tid,) = (t.native_id for t in threading.enumerate() if t.name == "store-writer")
-                assert tid is not None
-                meter = Meter(worker, port, writer, tid, flush_ms)
+                meter = Meter(worker, port, writer, writer_tid(), flush_ms)
                 runs.append(_measure(bootstrap, urls[phase.api_cache_seconds], meter, phase, seed))
     ingested, keyed = read_keyed(bootstrap)
     points = (ingested, keyed, tap.produced, tap.readable, stored)

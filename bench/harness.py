@@ -145,3 +145,41 @@ def writer_thread(
     finally:
         stop.set()
         thread.join(timeout=60)
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of each live thread of this process, with its name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for entry in os.listdir("/proc/self/task"):
+        task = Path("/proc/self/task") / entry
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        result[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return result
+
+
+def writer_tid() -> int:
+    """The native id of the `writer_thread` running in this process."""
+    (tid,) = (t.native_id for t in threading.enumerate() if t.name == "store-writer")
+    assert tid is not None
+    return tid
+
+
+def writer_and_store_cpu(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], writer: int
+) -> tuple[float, float]:
+    """CPU seconds between two `thread_cpu` readings of the writer thread and of chdb's own
+    threads (inserts' parsing, merges, queries): Python's threads carry the main thread's name
+    and librdkafka's start with `rdk:`. Threads that ended meanwhile are not counted."""
+    main = after[threading.main_thread().native_id][0]
+
+    def spent(tid: int) -> float:
+        return after[tid][1] - before.get(tid, ("", 0.0))[1]
+
+    store = sum(spent(tid) for tid, (name, _) in after.items()
+                if name != main and not name.startswith("rdk:"))  # fmt: skip
+    return spent(writer), store

@@ -1,5 +1,6 @@
 """Worker throughput: a pre-filled input topic consumed into ClickHouse by ONE `cxpulse worker`
-process (target >= 50,000 events/s per process), beside the ceilings measured in the same run.
+process (target >= 40,000 events/s per process, goal 50,000), beside the ceilings measured in
+the same run, and again with the same traffic as realistic ~1.2 KB events (`bench.realistic`).
 
 Ceilings, over the same pre-filled topics: a faust agent that only decodes, one event per
 message (faust's per-message cost, design section 11), and raw aiokafka `getmany` + orjson (what
@@ -7,8 +8,9 @@ the client library can deliver). The pipeline's sustained rate is the worker's o
 between 10 % and 90 % of the events; the total runs from starting the worker until the store
 writer (a thread here, as in `cxpulse up`) has stored everything. The pipeline then runs a second
 time, on a broker of its own, with py-spy sampling the worker (`bench/profile.py`): where the
-real worker's threads spend their time. Last, the journey stage alone runs in this process
-without Kafka.
+real worker's threads spend their time. The store side's CPU (the writer thread and chdb's
+threads, in this process) is measured per event beside the worker's. Last, the journey stage
+alone runs in this process without Kafka.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +40,14 @@ from bench.harness import (
     handled,
     produce,
     say,
+    thread_cpu,
     worker_process,
+    writer_and_store_cpu,
     writer_thread,
+    writer_tid,
 )
 from bench.profile import sampling, summarise
+from bench.realistic import dress
 from cxpulse.deploy.settings import Settings
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
@@ -56,7 +63,8 @@ from cxpulse.streams.stage import JourneyStage
 
 EVENTS = 300_000
 RATE = 200.0  # simulated events per second of event time: ~25 min of history ending hours ago
-TARGET = 50_000
+TARGET = 40_000  # issue 15: required per process; the goal is GOAL
+GOAL = 50_000
 POLL = 10_000  # messages per ingest poll, as IngestStage consumes them
 GROUP_MESSAGES = Settings().worker_group_messages  # keyed messages the agent takes together
 IN_PROCESS_EVENTS = 100_000
@@ -144,6 +152,7 @@ def pipeline(
         with writer_thread(store, bootstrap, on_flush):
             started = time.monotonic()
             cpu_before = os.times()
+            threads_before = thread_cpu()
             with (
                 worker_process(bootstrap, tmp / "worker") as (proc, port),
                 sampling(proc.pid, profile) if profile else contextlib.nullcontext(),
@@ -164,6 +173,7 @@ def pipeline(
                 while not flushes or time.monotonic() - flushes[-1][0] < 3.0:
                     time.sleep(0.2)
             bench_cpu = sum(os.times()[:2]) - sum(cpu_before[:2])
+            writer_s, store_s = writer_and_store_cpu(threads_before, thread_cpu(), writer_tid())
         stored_at = next(t for t, rows in flushes if rows == flushes[-1][1])
         raw_rows = store.query("SELECT count() AS n FROM events_raw")[0]["n"]
     first = next(t for t, n in samples if n > 0)
@@ -182,6 +192,12 @@ def pipeline(
         # Below 1 while CPU-bound on its event loop: other processes took the core meanwhile.
         "worker_cores_busy": round(worker_cpu / (samples[-1][0] - started), 2),
         "writer_and_bench_process_cpu_s": round(bench_cpu, 1),
+        # The store side, in this process: the writer thread (consume, split lines, encode) and
+        # chdb's threads (parse, insert, merge).
+        "writer_thread_cpu_us_per_event": round(writer_s / produced * 1e6, 1),
+        "chdb_threads_cpu_us_per_event": round(store_s / produced * 1e6, 1),
+        "writer_flushes": len(flushes),
+        "rows_stored_per_event": round(flushes[-1][1] / produced, 2),
     }
 
 
@@ -238,6 +254,12 @@ def main() -> None:
             load_pipeline = os.getloadavg()[0]
             run = pipeline(bootstrap, produced, tmp)
             say(f"pipeline: {run['sustained_events_per_s']:,} events/s sustained")
+        say("the same traffic as realistic ~1.2 KB events (bench.realistic.dress)")
+        dressed = [replace(m, value=dress(m.value)) for m in messages]
+        with broker(tmp / "kafka-realistic") as bootstrap:
+            produce(dressed, bootstrap)
+            realistic = pipeline(bootstrap, produced, tmp / "realistic")
+            say(f"pipeline, realistic events: {realistic['sustained_events_per_s']:,} events/s")
         with broker(tmp / "kafka-profiled") as bootstrap:
             say("the pipeline again, sampled by py-spy")
             produce(messages, bootstrap)
@@ -249,11 +271,14 @@ def main() -> None:
     in_process = stage_in_process(raws[:IN_PROCESS_EVENTS], time.time_ns() // 1_000_000)
     rate = run["sustained_events_per_s"]
     mean_bytes = sum(map(len, raws)) / len(raws)
+    dressed_bytes = sum(len(m.value) for m in dressed) / len(dressed)
     figures = {
         "events": produced, "mean_event_bytes": round(mean_bytes, 1), "partitions": PARTITIONS,
-        "target_events_per_s": TARGET, "meets_target": rate >= TARGET,
+        "target_events_per_s": TARGET, "goal_events_per_s": GOAL, "meets_target": rate >= TARGET,
         "group_messages": GROUP_MESSAGES,
-        "pipeline": run, "faust_decode_only_events_per_s": round(decode),
+        "pipeline": run, "realistic_mean_event_bytes": round(dressed_bytes, 1),
+        "pipeline_realistic_events": realistic,
+        "faust_decode_only_events_per_s": round(decode),
         "faust_decode_only_events_seen": decoded,
         "aiokafka_getmany_orjson_events_per_s": round(getmany),
         "ratio_to_faust_decode_only": round(rate / decode, 3),
@@ -268,9 +293,19 @@ def main() -> None:
     hottest = ", ".join(f"{f['name']} {f['share']:.0%}" for f in profile["own"][:4])
     table = [
         ("pipeline: one worker process, events/s sustained (10-90 %)", f"{rate:,}",
-         f">= {TARGET:,} ({'met' if rate >= TARGET else 'not met'})",
+         f">= {TARGET:,}, goal {GOAL:,} ({'met' if rate >= TARGET else 'not met'})",
          f"{produced:,} pre-filled events -> ClickHouse (chdb); worker CPU "
-         f"{run['worker_cpu_us_per_event']} µs/event, {run['worker_cores_busy']} cores busy"),
+         f"{run['worker_cpu_us_per_event']} µs/event, {run['worker_cores_busy']} cores busy; "
+         f"simulator events, {mean_bytes:,.0f} B"),
+        ("pipeline, the same traffic as realistic events, events/s sustained",
+         f"{realistic['sustained_events_per_s']:,}", f">= {TARGET:,}",
+         f"{dressed_bytes:,.0f} B events (bench/realistic.py `dress`); worker CPU "
+         f"{realistic['worker_cpu_us_per_event']} µs/event"),
+        ("store side: writer thread + chdb threads, CPU per event",
+         f"{run['writer_thread_cpu_us_per_event']} + {run['chdb_threads_cpu_us_per_event']} µs",
+         "", f"simulator events; realistic: {realistic['writer_thread_cpu_us_per_event']} + "
+             f"{realistic['chdb_threads_cpu_us_per_event']} µs; {run['rows_stored_per_event']} "
+             f"rows per event, {run['writer_flushes']} flushes"),
         ("pipeline: worker start -> all rows stored", f"{run['worker_start_to_all_stored_s']} s",
          "", f"{run['events_per_s_first_event_to_all_stored']:,} events/s from the first event; "
              f"startup {run['startup_s']} s"),

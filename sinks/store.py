@@ -20,7 +20,12 @@ from typing import Any
 import orjson
 
 # Settings both backends apply to every query: 64-bit integers as JSON numbers (not strings).
-SESSION_SETTINGS: dict[str, int] = {"output_format_json_quote_64bit_integers": 0}
+SESSION_SETTINGS: dict[str, int] = {
+    "output_format_json_quote_64bit_integers": 0,
+    # events_raw.payload arrives as the event's JSON object and is stored as its text
+    # (streams/keyed.py); ClickHouse's default since 23.x, set so an older server agrees.
+    "input_format_json_read_objects_as_strings": 1,
+}
 
 Row = Mapping[str, Any]
 

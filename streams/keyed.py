@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import orjson
 
 from cxpulse.schemas.events import Event
 from cxpulse.schemas.validate import MAX_EVENT_AGE_MS, Rejection, decode_trusted, event_time_ms
@@ -124,12 +125,19 @@ def raw_event_row(key: str, event: Event, record: KeyedRecord) -> dict[str, Any]
         "occurred_at": ch_time(event_time_ms(event)),
         "journey_key": key,
         "attrs": event.attrs,
-        "payload": bytes(record.event).decode(),
+        "payload": _payload(bytes(record.event)),
         "source_topic": record.topic,
         "source_partition": record.partition,
         "source_offset": record.offset,
         "received_at": ch_time(record.received_ms),
     }
+
+
+def _payload(raw: bytes) -> orjson.Fragment | str:
+    """The event's bytes as they came, in the row as a JSON object that ClickHouse stores as its
+    text (`input_format_json_read_objects_as_strings`): no decoding, no escaping. A newline in
+    them (a pretty-printing producer) would split the row's line, so then as a string."""
+    return orjson.Fragment(raw) if b"\n" not in raw else raw.decode()
 
 
 def _reject(out: Outcome, record: KeyedRecord, reason: str, detail: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from cxpulse.sinks import migrate as migrate_module
@@ -110,3 +111,31 @@ def test_string_parameters_round_trip_any_characters(store: Store) -> None:
     value = "a\nb\\c\td'e\r\x00f ☃"
     rows = store.query("SELECT {v:String} AS v, length({v:String}) AS n", {"v": value})
     assert rows == [{"v": value, "n": len(value.encode())}]
+
+
+def test_events_raw_keeps_each_accepted_events_bytes_exactly(store: Store) -> None:
+    """The journey stage puts an event's bytes in its events_raw row as they came (a JSON object
+    ClickHouse keeps as text, or a string when they hold a newline); both backends must keep
+    them byte for byte, whatever the object holds."""
+    from cxpulse.streams.keyed import KeyState, apply
+    from tests.streams.test_keyed import _raw, _records
+
+    compact = _raw("compact", 5)
+    doc = orjson.loads(_raw("odd", 4))
+    doc["attrs"] = {"note": 'é \u2028 \\" }\n{ \u0000 😀'}  # escapes, separators, astral
+    doc["data"] = {**doc["data"], "deep": orjson.loads(b'{"a":' * 200 + b"1" + b"}" * 200)}
+    odd = orjson.dumps(doc)
+    pretty = orjson.dumps(orjson.loads(_raw("pretty", 3)), option=orjson.OPT_INDENT_2)
+    spaced = _raw("spaced", 2).replace(b'","', b'" ,\t"').replace(b'":', b'" : ')
+    sent = {b"compact": compact, b"odd": odd, b"pretty": pretty, b"spaced": spaced}
+    assert b"\n" in pretty  # both kinds of row are made
+    assert b"\n" not in odd
+    states: dict[str, KeyState] = {}
+    outcome = apply(states, _records(list(sent.values())))
+    assert outcome.accepted == len(sent)
+    lines = [orjson.dumps(row) for _, row in outcome.raw_rows]  # as RowBatcher encodes them
+    assert not [line for line in lines if b"\n" in line]  # the writer splits rows at newlines
+    migrate(store)
+    store.insert("events_raw", [orjson.Fragment(line) for line in lines])
+    stored = store.query("SELECT event_id, payload FROM events_raw FINAL")
+    assert {r["event_id"].encode(): r["payload"].encode() for r in stored} == sent
