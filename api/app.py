@@ -20,9 +20,9 @@ from cxpulse.api.cache import ResultCache
 from cxpulse.api.deps import ApiContext, require_key
 from cxpulse.api.etag import ETagMiddleware
 from cxpulse.api.routes import alerts, contact_center, funnels, meta, self_service
-from cxpulse.deploy.settings import Settings
 from cxpulse.sinks.store import Store
 from cxpulse.streams.funnels import FunnelSpec
+from cxpulse.streams.settings import Settings
 
 
 def create_api(

@@ -20,11 +20,12 @@ from cxpulse.api.auth import ApiKeys
 from cxpulse.api.cache import ResultCache
 from cxpulse.api.etag import Payload
 from cxpulse.api.problems import Problem
-from cxpulse.deploy.durations import parse_duration_ms
-from cxpulse.deploy.settings import Settings
+from cxpulse.schemas.durations import parse_duration_ms
+from cxpulse.schemas.times import iso_time
 from cxpulse.sinks import queries
-from cxpulse.sinks.store import Store, iso_time
+from cxpulse.sinks.store import Store
 from cxpulse.streams.funnels import FunnelSpec
+from cxpulse.streams.settings import Settings
 
 DAY_MS = 86_400_000
 # What ClickHouse's DateTime64 holds comfortably, and any real event time.

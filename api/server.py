@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 
@@ -10,8 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from cxpulse.api.auth import ApiKeys, new_key
-from cxpulse.deploy.kafka.broker import port_is_free
-from cxpulse.deploy.settings import Settings
+from cxpulse.streams.settings import Settings
 
 KEY_FILE = "api_key"
 
@@ -45,12 +45,23 @@ def resolve_keys(settings: Settings, generate: bool) -> tuple[ApiKeys, str | Non
     return ApiKeys.parse(key), key
 
 
-def _server(app: FastAPI, settings: Settings) -> uvicorn.Server:
-    if not port_is_free(settings.api_port, settings.api_host):
+def _bind(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound here so a taken port is a clear error (uvicorn would
+    log it and exit the process) and nothing can take the port between a check and the bind."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.api_host, settings.api_port))
+    except OSError as exc:
+        sock.close()
         raise ApiError(
-            f"port {settings.api_port} on {settings.api_host} is in use; choose another with "
-            "CXPULSE_API_PORT"
-        )
+            f"cannot listen on {settings.api_host}:{settings.api_port} ({exc.strerror}); "
+            "choose another port with CXPULSE_API_PORT"
+        ) from exc
+    return sock
+
+
+def _server(app: FastAPI, settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level="warning",
         access_log=False,
@@ -59,7 +70,8 @@ def _server(app: FastAPI, settings: Settings) -> uvicorn.Server:
 
 
 def serve_forever(app: FastAPI, settings: Settings) -> None:
-    _server(app, settings).run()
+    sock = _bind(settings)
+    _server(app, settings).run(sockets=[sock])
 
 
 class BackgroundApi:
@@ -67,7 +79,10 @@ class BackgroundApi:
 
     def __init__(self, app: FastAPI, settings: Settings) -> None:
         self.server = _server(app, settings)
-        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+        self.socket = _bind(settings)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, name="api", daemon=True
+        )
         self.url = f"http://{settings.api_host}:{settings.api_port}"
 
     def start(self, timeout_s: float = 15.0) -> None:
@@ -81,6 +96,7 @@ class BackgroundApi:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.socket.close()
 
     @property
     def alive(self) -> bool:

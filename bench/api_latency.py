@@ -27,12 +27,13 @@ from typing import Any
 
 from bench.common import write_result
 from cxpulse.deploy.kafka import free_port
-from cxpulse.deploy.settings import Settings
+from cxpulse.schemas.deadletters import Source
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
+from cxpulse.streams.settings import Settings
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import JourneyStage

@@ -65,7 +65,6 @@ from cxpulse.api.app import create_api
 from cxpulse.api.auth import ApiKeys
 from cxpulse.api.server import BackgroundApi
 from cxpulse.deploy.kafka import free_port
-from cxpulse.deploy.settings import Settings
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore, Row, Store
 from cxpulse.sinks.writer import StoreWriter, WriterStats
@@ -73,6 +72,7 @@ from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import decode_batch
 from cxpulse.streams.producer import producer_config
+from cxpulse.streams.settings import Settings
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.topics import TopicSpec, ensure_topics

@@ -21,11 +21,11 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, free_port
-from cxpulse.deploy.settings import Settings
 from cxpulse.sinks.store import Store
 from cxpulse.sinks.writer import StoreWriter, WriterStats
 from cxpulse.streams import topics
 from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.settings import Settings
 from cxpulse.streams.simulator.noise import Message
 
 REPO = Path(__file__).resolve().parents[1]

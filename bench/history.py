@@ -45,11 +45,12 @@ import orjson
 from bench.common import write_result
 from bench.harness import PARTITIONS, say
 from bench.realistic import Customer, RawEvent
-from cxpulse.deploy.settings import Settings
+from cxpulse.schemas.deadletters import Source
 from cxpulse.streams import topics
 from cxpulse.streams.app import tune_gc
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
+from cxpulse.streams.settings import Settings
 from cxpulse.streams.stage import JourneyStage
 
 SIZES = (5, 50, 500, 5000)

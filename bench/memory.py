@@ -31,8 +31,9 @@ import orjson
 
 from bench.common import write_result
 from bench.harness import PARTITIONS, say
+from cxpulse.schemas.deadletters import Source
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.keyed import KeyLimits
 from cxpulse.streams.stage import JourneyStage
 

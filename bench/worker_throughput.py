@@ -48,15 +48,16 @@ from bench.harness import (
 )
 from bench.profile import sampling, summarise
 from bench.realistic import dress
-from cxpulse.deploy.settings import Settings
+from cxpulse.schemas.deadletters import Source
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.sinks.writer import WriterStats
 from cxpulse.streams import topics
 from cxpulse.streams.app import tune_gc
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.rowbatch import RowBatcher
+from cxpulse.streams.settings import Settings
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import JourneyStage

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxpulse.deploy.settings import Settings
 from cxpulse.streams.alerting import Thresholds
 from cxpulse.streams.funnels import FunnelSpec, load_funnels
+from cxpulse.streams.settings import Settings
 
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 #: The ClickHouse plugin release the compose stack installs and the query JSON is written for.

@@ -18,7 +18,7 @@ from cxpulse.deploy.grafana_cli import grafana_app
 from cxpulse.deploy.kafka import KafkaError
 from cxpulse.deploy.logs import configure as configure_logging
 from cxpulse.deploy.logs import logging_config
-from cxpulse.deploy.settings import Settings
+from cxpulse.streams.settings import Settings
 
 app = typer.Typer(
     help="cxpulse: self-service funnels and contact-center KPIs, live.",
@@ -38,7 +38,7 @@ console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _settings() -> Settings:
+def load_settings() -> Settings:
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -50,7 +50,7 @@ def _settings() -> Settings:
     return settings
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code=1)
 
@@ -61,9 +61,9 @@ def kafka_fetch() -> None:
     from cxpulse.deploy.stack import local_broker
 
     try:
-        libs = local_broker(_settings()).fetch()
+        libs = local_broker(load_settings()).fetch()
     except KafkaError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(f"Kafka jars ready in {libs}")
 
 
@@ -72,14 +72,14 @@ def kafka_start() -> None:
     """Start the local broker in the background and wait until it accepts clients."""
     from cxpulse.deploy.stack import local_broker
 
-    broker = local_broker(_settings())
+    broker = local_broker(load_settings())
     if broker.running_pid() is not None:
         console.print(f"Kafka is already running on {broker.config.bootstrap}.")
         return
     try:
         broker.start(attached=False)
     except KafkaError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(
         f"Kafka {broker.version} is running on {broker.config.bootstrap} "
         f"(pid {broker.running_pid()}, log {broker.logs_dir / 'server.log'})"
@@ -91,7 +91,7 @@ def kafka_stop() -> None:
     """Stop the local broker (SIGTERM, SIGKILL after 30 s)."""
     from cxpulse.deploy.stack import local_broker
 
-    stopped = local_broker(_settings()).stop()
+    stopped = local_broker(load_settings()).stop()
     console.print("Kafka stopped." if stopped else "Kafka was not running.")
 
 
@@ -102,7 +102,7 @@ def kafka_status(
     """Whether the local broker runs, where, and its version. Exit code 1 when it does not."""
     from cxpulse.deploy.stack import local_broker
 
-    status = local_broker(_settings()).status()
+    status = local_broker(load_settings()).status()
     if as_json:
         console.print_json(json.dumps(status))
     else:
@@ -129,7 +129,7 @@ def _bootstrap_or_fail(settings: Settings) -> str:
     try:
         return resolve_bootstrap(settings)
     except KafkaError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @dlq_app.command("inspect")
@@ -143,7 +143,7 @@ def dlq_inspect(
 
     from cxpulse.streams.dlq import inspect, read_dead_letters
 
-    letters = read_dead_letters(_bootstrap_or_fail(_settings()))
+    letters = read_dead_letters(_bootstrap_or_fail(load_settings()))
     if reason:
         letters = (letter for letter in letters if letter.reason == reason)
     result = inspect(letters, samples)
@@ -182,7 +182,7 @@ def dlq_replay(
 
     threshold = datetime.fromisoformat(since) if since else None
     if threshold is not None and threshold.tzinfo is None:
-        raise _fail("--since needs a UTC offset, e.g. 2026-11-23T10:00:00+00:00")
+        raise fail("--since needs a UTC offset, e.g. 2026-11-23T10:00:00+00:00")
     reasons = set(reason or [])
 
     def select(letter: DeadLetter) -> bool:
@@ -190,7 +190,7 @@ def dlq_replay(
             return False
         return threshold is None or datetime.fromisoformat(letter.received_at) >= threshold
 
-    bootstrap = _bootstrap_or_fail(_settings())
+    bootstrap = _bootstrap_or_fail(load_settings())
     sent = replay(read_dead_letters(bootstrap), bootstrap, select, dry_run=dry_run)
     verb = "would replay" if dry_run else "replayed"
     total = sum(sent.values())
@@ -206,10 +206,10 @@ def migrate() -> None:
     from cxpulse.sinks.store import StoreError
 
     try:
-        with store_for(_settings()) as store:
+        with store_for(load_settings()) as store:
             applied = run_migrations(store)
     except StoreError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     for migration in applied:
         console.print(f"applied {migration.version:04d}_{migration.name}")
     console.print(f"{len(applied)} migrations applied; the store is up to date.")
@@ -242,7 +242,7 @@ def worker(
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
     from cxpulse.streams.ingest_stage import IngestStage
 
-    settings = _settings()
+    settings = load_settings()
     bootstrap = _bootstrap_or_fail(settings)
     topics.ensure_topics(bootstrap, settings.topic_partitions)
     if metrics_port is not None:
@@ -252,7 +252,7 @@ def worker(
     try:
         funnels = load_funnels(settings.funnels_file)
     except FunnelConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     stop = threading.Event()
     stage = IngestStage(bootstrap, bounds=settings.bounds())
 
@@ -297,7 +297,7 @@ def writer(
     from cxpulse.sinks.store import StoreError
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
 
-    settings = _settings()
+    settings = load_settings()
     bootstrap = _bootstrap_or_fail(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -305,7 +305,7 @@ def writer(
     try:
         funnels = load_funnels(settings.funnels_file)
     except FunnelConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     try:
         with store_for(settings) as store:
             alerts = AlertService(store, bootstrap, settings, funnels) if evaluate_alerts else None
@@ -317,7 +317,7 @@ def writer(
                 if alerts is not None:
                     alerts.stop()
     except StoreError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def _progress(total: int | None, description: str) -> Any:
@@ -378,7 +378,7 @@ def simulate(
     """Generate realistic portal and contact-center traffic (with optional noise)."""
     import time
 
-    from cxpulse.deploy.durations import parse_duration_ms
+    from cxpulse.schemas.durations import parse_duration_ms
     from cxpulse.streams.simulator.groundtruth import load_funnels
     from cxpulse.streams.simulator.model import SimConfig
     from cxpulse.streams.simulator.noise import NoiseConfig
@@ -403,14 +403,14 @@ def simulate(
         plan = Plan(SimConfig(seed=seed, start_ms=start_ms, rate=rate, incidents=incidents),
                     noise, count, duration_ms)  # fmt: skip
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if ground_truth is not None and count is None and duration_ms is None:
-        raise _fail("--ground-truth needs --count or --duration (the run must end)")
+        raise fail("--ground-truth needs --count or --duration (the run must end)")
     messages = plan.messages() if fast else paced(plan.messages())
     collector = GroundTruthCollector() if ground_truth is not None else None
     with contextlib.ExitStack() as stack:
         if output == "kafka":
-            sent = send_to_kafka(messages, _bootstrap_or_fail(_settings()))
+            sent = send_to_kafka(messages, _bootstrap_or_fail(load_settings()))
         else:
             sent = write_jsonl(messages, stack.enter_context(Path(output).open("wb")))
         progress = stack.enter_context(_progress(count, f"simulating to {output}"))
@@ -441,17 +441,17 @@ def replay(
     from cxpulse.streams.simulator.output import paced, read_jsonl, send_to_kafka
 
     if not file.exists():
-        raise _fail(f"{file} does not exist")
+        raise fail(f"{file} does not exist")
     messages = read_jsonl(file)
     if realtime:
         messages = paced(messages, speed)
     try:
         with _progress(None, f"replaying {file}") as progress:
             task = progress.add_task("send", total=None)
-            for _ in send_to_kafka(messages, _bootstrap_or_fail(_settings())):
+            for _ in send_to_kafka(messages, _bootstrap_or_fail(load_settings())):
                 progress.advance(task)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @app.command()
@@ -469,9 +469,9 @@ def up(
     from cxpulse.streams.funnels import FunnelConfigError
 
     try:
-        code = Stack(_settings(), simulator=not no_simulator, rate=rate).run()
+        code = Stack(load_settings(), simulator=not no_simulator, rate=rate).run()
     except (KafkaError, StoreError, MigrationError, ApiError, FunnelConfigError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     raise typer.Exit(code=code)
 
 
@@ -484,7 +484,7 @@ def api() -> None:
     from cxpulse.sinks.store import StoreError
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
 
-    settings = _settings()
+    settings = load_settings()
     try:
         keys, _ = resolve_keys(settings, generate=False)
         funnels = load_funnels(settings.funnels_file)
@@ -492,7 +492,7 @@ def api() -> None:
             console.print(f"API on http://{settings.api_host}:{settings.api_port}")
             serve_forever(create_api(store, funnels, settings, keys), settings)
     except (ApiError, StoreError, FunnelConfigError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @app.command()
@@ -507,17 +507,17 @@ def watch(
     """A live terminal view: funnel, contact-center KPIs, firing alerts, freshness (Ctrl-C ends)."""
     from cxpulse.api.server import ApiError, resolve_keys
     from cxpulse.api.watch import watch as run_watch
-    from cxpulse.deploy.durations import parse_duration_ms
+    from cxpulse.schemas.durations import parse_duration_ms
 
-    settings = _settings()
+    settings = load_settings()
     try:
         since_s = parse_duration_ms(since) // 1000
         _, shown = resolve_keys(settings, generate=False)
     except (ValueError, ApiError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     key = shown or settings.api_keys.get_secret_value().split(",")[0].strip()  # type: ignore[union-attr]
     if key.startswith("sha256:"):
-        raise _fail("CXPULSE_API_KEYS holds only hashes; set a plain key to watch")
+        raise fail("CXPULSE_API_KEYS holds only hashes; set a plain key to watch")
     base = url or f"http://{settings.api_host}:{settings.api_port}"
     with contextlib.suppress(KeyboardInterrupt):
         run_watch(base, key, funnel, since, since_s, every)
@@ -534,13 +534,13 @@ def report(
     """
     import time
 
-    from cxpulse.deploy.durations import parse_duration_ms
     from cxpulse.deploy.stack import store_for
+    from cxpulse.schemas.durations import parse_duration_ms
     from cxpulse.sinks.queries import contact_kpis, containment, funnel_summary
     from cxpulse.sinks.store import StoreError
     from cxpulse.streams.funnels import FunnelConfigError, load_funnels
 
-    settings = _settings()
+    settings = load_settings()
     try:
         end = time.time_ns() // 1_000_000
         start = end - parse_duration_ms(since)
@@ -558,7 +558,7 @@ def report(
                 )[0] | {"currency": settings.currency},
             }  # fmt: skip
     except (ValueError, StoreError, FunnelConfigError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         console.print_json(json.dumps(result))
         return
@@ -578,7 +578,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Where the running `cxpulse up` stack is: Kafka bootstrap, store, data dir, pids."""
-    settings = _settings()
+    settings = load_settings()
     try:
         info = json.loads(settings.stack_file.read_text())
         os.kill(int(info["pid"]), 0)

@@ -25,9 +25,9 @@ def build(
     provider, alert rules) that the compose stack's Grafana reads."""
     from cxpulse.dashboards.build import GRAFANA_DIR, write
     from cxpulse.dashboards.config import BoardConfig
-    from cxpulse.deploy.cli import _settings, console
+    from cxpulse.deploy.cli import console, load_settings
 
-    changed = write(BoardConfig.from_settings(_settings()), out or GRAFANA_DIR)
+    changed = write(BoardConfig.from_settings(load_settings()), out or GRAFANA_DIR)
     for path in changed:
         console.print(f"wrote {path}")
     console.print(f"{len(changed)} files changed.")
@@ -49,15 +49,15 @@ def sync(
     from cxpulse.dashboards.build import documents
     from cxpulse.dashboards.config import BoardConfig
     from cxpulse.dashboards.sync import GrafanaSync, connect
-    from cxpulse.deploy.cli import _fail, _settings, console
+    from cxpulse.deploy.cli import console, fail, load_settings
 
-    settings = _settings()
+    settings = load_settings()
     target = url or settings.grafana_url
     if not target:
-        raise _fail("no Grafana: pass --url or set CXPULSE_GRAFANA_URL")
+        raise fail("no Grafana: pass --url or set CXPULSE_GRAFANA_URL")
     clickhouse = settings.grafana_clickhouse_url or settings.clickhouse_url
     if not clickhouse:
-        raise _fail(
+        raise fail(
             "Grafana needs a ClickHouse server (embedded chdb is private to cxpulse): set "
             "CXPULSE_GRAFANA_CLICKHOUSE_URL or CXPULSE_CLICKHOUSE_URL"
         )
@@ -68,9 +68,9 @@ def sync(
         syncer = GrafanaSync(connect(target, token), docs)
         changes = syncer.plan() if dry_run else syncer.run()
     except ValueError as exc:  # a funnels file or a URL cxpulse refuses
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except (GrafanaException, OSError) as exc:  # requests' connection errors are OSErrors
-        raise _fail(f"Grafana at {target}: {exc}") from exc
+        raise fail(f"Grafana at {target}: {exc}") from exc
     verb = "would " if dry_run else ""
     for change in changes:
         console.print(f"{verb}{change}")

@@ -27,7 +27,6 @@ from cxpulse.api.app import create_api
 from cxpulse.api.server import BackgroundApi, resolve_keys
 from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, KafkaError
 from cxpulse.deploy.kafka.broker import die_with_parent
-from cxpulse.deploy.settings import Settings, redact_url
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import Store, open_store
 from cxpulse.sinks.writer import StoreWriter
@@ -36,6 +35,7 @@ from cxpulse.streams.evaluator import AlertEvaluator, AlertSink
 from cxpulse.streams.funnels import FunnelSpec, load_funnels
 from cxpulse.streams.notify import GrafanaAnnotationSink, TopicSink, WebhookSink
 from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.settings import Settings, redact_url
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.output import paced, send_to_kafka
 from cxpulse.streams.simulator.run import Plan

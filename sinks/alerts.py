@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cxpulse.sinks.store import Store, ch_time, iso_time
+from cxpulse.schemas.times import ch_time, iso_time
+from cxpulse.sinks.store import Store
 
 
 def _row(alert: dict[str, Any], updated_ms: int) -> dict[str, Any]:

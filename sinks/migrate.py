@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
-from cxpulse.sinks.store import Store, ch_time
+from cxpulse.schemas.times import ch_time
+from cxpulse.sinks.store import Store
 
 # ReplacingMergeTree: two migrate runs racing on a server may both record a version; it counts once.
 MIGRATIONS_DDL = """

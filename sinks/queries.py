@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cxpulse.sinks.store import Store, ch_time
+from cxpulse.schemas.times import ch_time
+from cxpulse.sinks.store import Store
 
 OUTCOMES = ("self_served", "escalated", "abandoned", "in_progress")
 _ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

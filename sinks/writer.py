@@ -29,10 +29,10 @@ from operator import itemgetter
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from cxpulse.schemas.deadletters import Source, dead_letter
 from cxpulse.schemas.validate import Rejection
 from cxpulse.sinks.store import Store, StoreError
 from cxpulse.streams import metrics, topics
-from cxpulse.streams.ingest import Source, dead_letter
 from cxpulse.streams.producer import JsonProducer
 
 log = logging.getLogger(__name__)

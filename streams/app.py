@@ -37,11 +37,11 @@ import faust
 from faust.types import TP, Message
 from prometheus_client import Counter
 
+from cxpulse.schemas.deadletters import Source, dead_letter
 from cxpulse.schemas.validate import Rejection
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import ShiftTable
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.ingest import Source, dead_letter
 from cxpulse.streams.keyed import DEFAULT_KEY_LIMITS, KeyLimits
 from cxpulse.streams.keystate import KeyState
 from cxpulse.streams.producer import (

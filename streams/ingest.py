@@ -8,16 +8,13 @@ partition, so the faust agent downstream pays its per-message cost once per batc
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import msgspec
-import orjson
 
+from cxpulse.schemas.deadletters import Source, dead_letter
 from cxpulse.schemas.events import ContactStarted, Event
 from cxpulse.schemas.validate import DEFAULT_BOUNDS, Bounds, Rejection, journey_key, validate
 
@@ -26,17 +23,6 @@ MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 512 * 1024
 #: Dead-letter reason of an input message whose processing failed in a way no known input causes.
 UNPROCESSABLE = "unprocessable"
-# Dead letters carry at most this much of the original (base64 grows it by a third).
-MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a message came from, carried into rows and dead letters for traceability."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 class KeyedRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -61,29 +47,6 @@ KEYED_BATCH_DECODER = msgspec.json.Decoder(list[KeyedRecord])
 def partition_for(key: str, partitions: int) -> int:
     """Stable across processes and restarts (unlike hash()), so a key always meets its state."""
     return zlib.crc32(key.encode()) % partitions
-
-
-def dead_letter(rejection: Rejection, raw: bytes, source: Source, received_ms: int) -> bytes:
-    """The DLQ message: reason, detail, the original bytes (base64) and where they came from.
-
-    An original too large to carry is cut to MAX_DEAD_LETTER_ORIGINAL bytes; its size and SHA-256
-    say what it was, and the source offset finds it in the input topic while that retains it.
-    """
-    kept = raw[:MAX_DEAD_LETTER_ORIGINAL]
-    return orjson.dumps(
-        {
-            "reason": rejection.reason,
-            "detail": rejection.detail,
-            "source_topic": source.topic,
-            "source_partition": source.partition,
-            "source_offset": source.offset,
-            "received_at": datetime.fromtimestamp(received_ms / 1000, UTC).isoformat(),
-            "original_b64": base64.b64encode(kept).decode(),
-            "original_size": len(raw),
-            "original_sha256": hashlib.sha256(raw).hexdigest(),
-            "original_truncated": len(kept) < len(raw),
-        }
-    )
 
 
 @dataclass

@@ -14,9 +14,10 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from cxpulse.schemas.deadletters import Source
 from cxpulse.schemas.validate import DEFAULT_BOUNDS, Bounds
 from cxpulse.streams import metrics, topics
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.producer import JsonProducer
 
 log = logging.getLogger(__name__)

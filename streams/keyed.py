@@ -29,10 +29,11 @@ from typing import Any
 import msgspec
 import orjson
 
+from cxpulse.schemas.deadletters import Source, dead_letter
 from cxpulse.schemas.events import Event
+from cxpulse.schemas.times import ch_time
 from cxpulse.schemas.validate import MAX_EVENT_AGE_MS, Rejection, decode_trusted, event_time_ms
-from cxpulse.sinks.store import ch_time
-from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter
+from cxpulse.streams.ingest import KeyedRecord
 from cxpulse.streams.keystate import KeyState, linked_session
 
 RETENTION_MS = 7 * 24 * 3600 * 1000

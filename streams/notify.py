@@ -26,8 +26,8 @@ import httpx
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaServerError
 
+from cxpulse.schemas.times import iso_time
 from cxpulse.sinks.alerts import document
-from cxpulse.sinks.store import iso_time
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.stage import Sender
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from cxpulse.sinks.store import ch_time
+from cxpulse.schemas.times import ch_time
 from cxpulse.streams.contacts import Contact, ShiftTable
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.journeys import GAP_MS, Journey

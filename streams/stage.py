@@ -20,13 +20,14 @@ from typing import Any, Protocol
 
 import msgspec
 
+from cxpulse.schemas.deadletters import Source, dead_letter
+from cxpulse.schemas.times import ch_time
 from cxpulse.schemas.validate import Rejection
-from cxpulse.sinks.store import ch_time
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import ShiftTable, default_shifts
 from cxpulse.streams.frozen import Frozen, freeze, unit_records
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.ingest import KeyedRecord, Source, dead_letter, decode_batch
+from cxpulse.streams.ingest import KeyedRecord, decode_batch
 from cxpulse.streams.keyed import (
     CORRUPT_INTERNAL,
     DEFAULT_KEY_LIMITS,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, free_port
-from cxpulse.deploy.settings import Settings
 from cxpulse.sinks.store import ChdbStore, ServerStore, Store
+from cxpulse.streams.settings import Settings
 from tests.support.chdb_http import ChdbHttpServer
 
 REPO = Path(__file__).resolve().parents[1]

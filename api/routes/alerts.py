@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from cxpulse.api.deps import Context, parse_time_ms
 from cxpulse.api.problems import Problem
-from cxpulse.deploy.durations import parse_duration_ms
+from cxpulse.schemas.durations import parse_duration_ms
 from cxpulse.sinks import alerts as alert_rows
 from cxpulse.sinks import queries
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from cxpulse.deploy.durations import parse_duration_ms
+from cxpulse.schemas.durations import parse_duration_ms
 from cxpulse.schemas.validate import Rejection, validate
 from cxpulse.streams.simulator.groundtruth import compute_ground_truth, epoch_ms
 from cxpulse.streams.simulator.model import Incident, SimConfig, generate, parse_ms

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from cxpulse.api.app import create_api
 from cxpulse.api.auth import ApiKeys, hash_key
 from cxpulse.api.cache import ResultCache
-from cxpulse.deploy.settings import Settings
 from cxpulse.sinks import queries
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore, Row, Store
 from cxpulse.streams.funnels import load_funnels
+from cxpulse.streams.settings import Settings
 from tests.streams.test_stage import _run, _traffic
 from tests.support.rows import insert_sent_rows
 
@@ -252,7 +252,7 @@ def test_watch_renders_the_live_view_from_the_api(client: TestClient) -> None:
 
 
 def test_alerts_list_and_silence(client: TestClient, store: ChdbStore) -> None:
-    from cxpulse.sinks.store import ch_time
+    from cxpulse.schemas.times import ch_time
 
     def alert(alert_id: str, state: str, started: int) -> dict[str, Any]:
         return {

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 
 from cxpulse.api.app import create_api
 from cxpulse.api.auth import ApiKeys
-from cxpulse.deploy.durations import MAX_DURATION_MS, parse_duration_ms
-from cxpulse.deploy.settings import Settings
+from cxpulse.schemas.durations import MAX_DURATION_MS, parse_duration_ms
 from cxpulse.sinks.store import Row, Store, StoreError
 from cxpulse.streams.funnels import load_funnels
+from cxpulse.streams.settings import Settings
 from tests.api.test_api import AUTH, END, START, client, store  # noqa: F401 - module fixtures
 
 #: Durations that once overflowed (float('9' * 400) is inf; int(inf) raises OverflowError),

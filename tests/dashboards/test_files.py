@@ -9,7 +9,7 @@ import yaml
 
 from cxpulse.dashboards.build import GRAFANA_DIR, provisioning_files
 from cxpulse.dashboards.config import BoardConfig
-from cxpulse.deploy.settings import Settings
+from cxpulse.streams.settings import Settings
 
 
 def test_committed_files_are_current(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,11 +17,12 @@ import pytest
 from cxpulse.dashboards.build import Documents, documents
 from cxpulse.dashboards.config import BoardConfig
 from cxpulse.dashboards.sql import CONTACT_COLUMNS, SEGMENT_ATTRS
-from cxpulse.deploy.settings import Settings
+from cxpulse.schemas.times import ch_time
 from cxpulse.sinks import queries
-from cxpulse.sinks.store import ChdbStore, ch_time
+from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import alerting
 from cxpulse.streams.funnels import load_funnels
+from cxpulse.streams.settings import Settings
 from cxpulse.streams.simulator.model import Incident, SimConfig
 from tests.support.grafana import expand
 from tests.support.history import load_history

@@ -13,7 +13,7 @@ from cxpulse.dashboards.build import Documents, documents
 from cxpulse.dashboards.config import BoardConfig
 from cxpulse.dashboards.sync import SYNC_MESSAGE, GrafanaSync, connect
 from cxpulse.deploy.cli import app
-from cxpulse.deploy.settings import Settings
+from cxpulse.streams.settings import Settings
 from tests.support.fake_grafana import DEFAULT_GROUP_INTERVAL, FakeGrafana
 
 TOKEN = "glsa_test_token"

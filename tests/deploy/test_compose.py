@@ -18,7 +18,7 @@ from cxpulse.dashboards.build import CONTAINER_DASHBOARDS
 from cxpulse.dashboards.config import PLUGIN_VERSION
 from cxpulse.deploy.cli import app
 from cxpulse.deploy.kafka.broker import kafka_version
-from cxpulse.deploy.settings import Settings
+from cxpulse.streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"

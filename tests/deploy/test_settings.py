@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cxpulse.deploy.settings import Settings, redact_url
+from cxpulse.streams.settings import Settings, redact_url
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cxpulse.schemas.times import ch_time
 from cxpulse.sinks import queries
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.store import Store, ch_time
+from cxpulse.sinks.store import Store
 
 S = 1000
 T = 1_790_000_000_000  # the evaluation time

@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from cxpulse.schemas.times import ch_time
 from cxpulse.sinks import migrate as migrate_module
 from cxpulse.sinks.migrate import Migration, MigrationError, load_migrations, migrate
-from cxpulse.sinks.store import Store, StoreError, ch_time
+from cxpulse.sinks.store import Store, StoreError
 
 
 def _raw_row(event_id: str, received_ms: int, **overrides: object) -> dict[str, object]:

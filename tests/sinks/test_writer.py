@@ -15,8 +15,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cxpulse.schemas.times import ch_time
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.store import ChdbStore, Row, StoreError, ch_time
+from cxpulse.sinks.store import ChdbStore, Row, StoreError
 from cxpulse.sinks.writer import StoreWriter, WriterStats, _all_storable, _unstorable
 from cxpulse.streams import topics
 from cxpulse.streams.dlq import read_dead_letters

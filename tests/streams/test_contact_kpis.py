@@ -12,11 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
+from cxpulse.schemas.deadletters import Source
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.queries import contact_kpis, containment
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.stage import JourneyStage
 from tests.streams.test_stage import Collector
 from tests.support.rows import insert_sent_rows

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cxpulse.schemas.times import ch_time
 from cxpulse.sinks import queries
 from cxpulse.sinks.alerts import silence
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.store import ChdbStore, ch_time
+from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams.alerting import DROPOFF, Observation, Thresholds
 from cxpulse.streams.evaluator import AlertConfig, AlertEvaluator
 from cxpulse.streams.funnels import load_funnels

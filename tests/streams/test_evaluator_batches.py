@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from cxpulse.schemas.times import ch_time
 from cxpulse.sinks import queries
-from cxpulse.sinks.store import ChdbStore, ch_time
+from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import alerting
 from cxpulse.streams.alerting import Observation
 from cxpulse.streams.evaluator import AlertConfig, AlertEvaluator

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cxpulse.schemas.deadletters import Source
 from cxpulse.schemas.validate import decode_trusted
-from cxpulse.streams.ingest import Source, decode_batch, encode_batch, route
+from cxpulse.streams.ingest import decode_batch, encode_batch, route
 from cxpulse.streams.keyed import (
     DEFAULT_KEY_LIMITS,
     KeyLimits,

@@ -14,12 +14,13 @@ import orjson
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+from cxpulse.schemas.deadletters import Source
 from cxpulse.schemas.events import ContactStarted, Event
 from cxpulse.schemas.validate import by_time, decode_trusted, journey_key
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import build_contacts, default_shifts
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, partition_for, route
+from cxpulse.streams.ingest import encode_batch, partition_for, route
 from cxpulse.streams.journeys import build_journeys
 from cxpulse.streams.keyed import KeyLimits, precedence
 from cxpulse.streams.snapshots import contact_row, journey_rows

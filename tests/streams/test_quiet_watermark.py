@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from cxpulse.sinks.store import ch_time
+from cxpulse.schemas.deadletters import Source
+from cxpulse.schemas.times import ch_time
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import ALLOWED_LATENESS_MS, QUIET_MS, TAKEOVER_QUIET_MS, JourneyStage

@@ -13,6 +13,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cxpulse.schemas.deadletters import Source
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.queries import (
     contact_kpis,
@@ -25,7 +26,7 @@ from cxpulse.sinks.queries import (
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.ingest import Source, encode_batch, partition_for, route
+from cxpulse.streams.ingest import encode_batch, partition_for, route
 from cxpulse.streams.keystate import parse_record_key
 from cxpulse.streams.simulator.groundtruth import (
     compute_ground_truth,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cxpulse.schemas.deadletters import Source
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import Store
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.ingest import Source, encode_batch, route
+from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.simulator.model import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import JourneyStage

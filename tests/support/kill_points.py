@@ -177,10 +177,10 @@ def consumer_class(role: str, log: Log, poll_messages: int) -> type[Consumer]:
 
 
 def run_writer(log: Log, kill_after: int | None, poll_messages: int) -> None:
-    from cxpulse.deploy.settings import Settings
     from cxpulse.deploy.stack import store_for, writer_for
     from cxpulse.sinks import writer as writer_module
     from cxpulse.sinks.migrate import migrate
+    from cxpulse.streams.settings import Settings
 
     settings = Settings()
     assert settings.kafka_bootstrap, "set CXPULSE_KAFKA_BOOTSTRAP"
@@ -207,9 +207,9 @@ def run_writer(log: Log, kill_after: int | None, poll_messages: int) -> None:
 
 
 def run_ingest(log: Log, kill_after: int | None, poll_messages: int) -> None:
-    from cxpulse.deploy.settings import Settings
     from cxpulse.streams import ingest_stage
     from cxpulse.streams.ingest import RoutedBatch
+    from cxpulse.streams.settings import Settings
 
     settings = Settings()
     assert settings.kafka_bootstrap, "set CXPULSE_KAFKA_BOOTSTRAP"
