@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-install when the dependency declarations change.
+# Re-install only when the dependency declarations change: the stamp is named by their content
+# (not their mtime, which a checkout or an editor's save moves without changing anything).
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml deploy/constraints.txt | sha256sum | cut -c1-16)
 
 .PHONY: setup run test lint format lock bench clean
@@ -11,11 +12,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml deploy/constraints.txt | 
 setup: $(STAMP)
 	@$(BIN)/cxpulse kafka fetch
 
-$(STAMP): pyproject.toml deploy/constraints.txt
+# setuptools notes "Editable installation." on every editable install and pip shows a local
+# project's build warnings even with --quiet: filter that one note; other warnings and every
+# error still show.
+$(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cxpulse needs Python 3.11+, found " + sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c deploy/constraints.txt -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation' \
+	  $(BIN)/python -m pip install --quiet -c deploy/constraints.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: setup

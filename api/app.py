@@ -1,6 +1,7 @@
-"""The metrics API (FastAPI): one router per resource, queries only through sinks/queries.py.
+"""The metrics API (FastAPI): one router per resource, figures only from the query modules.
 
-Responses are JSON with `freshness_seconds`; errors are RFC 9457 problem+json; every /v1 route
+Responses are JSON shaped by the models of api/models.py, which /openapi.json publishes as the
+contract; figures carry `freshness_seconds`; errors are RFC 9457 problem+json; every /v1 route
 needs a bearer API key; health, readiness and metrics are open. Short-lived caching: figures are
 computed once per CXPULSE_API_CACHE_SECONDS for identical requests (api/cache.py), and carry an
 ETag and `Cache-Control: max-age=5`, so dashboards polling every few seconds get 304s.

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from cxpulse.api.auth import ApiKeys
@@ -22,7 +23,7 @@ from cxpulse.api.etag import Payload
 from cxpulse.api.problems import Problem
 from cxpulse.schemas.durations import parse_duration_ms
 from cxpulse.schemas.times import iso_time
-from cxpulse.sinks import queries
+from cxpulse.sinks import funnel_queries
 from cxpulse.sinks.store import Store
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.settings import Settings
@@ -174,7 +175,7 @@ async def cached(ctx: ApiContext, key: Hashable, compute: Callable[[], T]) -> T:
 
 async def newest_events_ms(ctx: ApiContext) -> list[dict[str, int]]:
     """Per partition, the newest stored event time: one lookup per cache period."""
-    return await cached(ctx, ("freshness",), lambda: queries.freshness(ctx.store))
+    return await cached(ctx, ("freshness",), lambda: funnel_queries.freshness(ctx.store))
 
 
 def lag_seconds(partitions: list[dict[str, int]]) -> float | None:
@@ -186,9 +187,22 @@ def lag_seconds(partitions: list[dict[str, int]]) -> float | None:
 
 
 async def figures(
-    ctx: ApiContext, key: Hashable, compute: Callable[[], dict[str, Any]]
+    ctx: ApiContext, key: Hashable, model: type[BaseModel], compute: Callable[[], dict[str, Any]]
 ) -> Response:
     """The response of a figure route: its figures cached under `key` (the route and its
-    normalized parameters), encoded and tagged once, with the current freshness."""
-    payload = await cached(ctx, key, lambda: Payload.of(compute()))
+    normalized parameters), encoded, checked and tagged once, with the current freshness."""
+    payload = await cached(ctx, key, lambda: _checked_payload(model, compute()))
     return payload.response(lag_seconds(await newest_events_ms(ctx)))
+
+
+def _checked_payload(model: type[BaseModel], figures: dict[str, Any]) -> Payload:
+    """`figures` encoded, once the bytes sent are known to match the route's response model.
+
+    FastAPI checks what a route returns against its `response_model` on every request, but a
+    figure route returns ready bytes (its figures encoded once per cached result), which FastAPI
+    passes on unchecked: they are checked here, once per cached result, so a cache hit costs
+    nothing and figures off the contract are a 500, as on any other route.
+    """
+    payload = Payload.of(figures)
+    model.model_validate_json(payload.with_freshness(None))
+    return payload

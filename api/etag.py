@@ -36,11 +36,14 @@ class Payload:
         body = orjson.dumps(doc)
         return cls(body, tag_of(body))
 
-    def response(self, freshness_seconds: float | None) -> Response:
+    def with_freshness(self, freshness_seconds: float | None) -> bytes:
         """The figures with the current freshness appended: no re-encoding per request."""
         freshness = b'"freshness_seconds":' + orjson.dumps(freshness_seconds) + b"}"
-        body = self.body[:-1] + (b"," if len(self.body) > 2 else b"") + freshness
+        return self.body[:-1] + (b"," if len(self.body) > 2 else b"") + freshness
+
+    def response(self, freshness_seconds: float | None) -> Response:
         headers = {"ETag": self.etag, "Cache-Control": CACHE_CONTROL}
+        body = self.with_freshness(freshness_seconds)
         return Response(body, media_type="application/json", headers=headers)
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cxpulse.sinks.queries import QueryError
+from cxpulse.sinks.query_sql import QueryError
 from cxpulse.sinks.store import StoreError
 
 log = logging.getLogger(__name__)

@@ -73,7 +73,7 @@ from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import decode_batch
 from cxpulse.streams.producer import producer_config
 from cxpulse.streams.settings import Settings
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.topics import TopicSpec, ensure_topics
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, free_port
+from cxpulse.sinks.sink import StoreSink
 from cxpulse.sinks.store import Store
 from cxpulse.sinks.writer import StoreWriter, WriterStats
 from cxpulse.streams import topics
-from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.producer import DeadLetterProducer, JsonProducer
 from cxpulse.streams.settings import Settings
 from cxpulse.streams.simulator.noise import Message
 
@@ -130,9 +131,10 @@ def writer_thread(
     flush."""
     settings = Settings()
     writer = StoreWriter(
-        store,
+        StoreSink(store),
         bootstrap,
         topics.STORE_TABLES,
+        DeadLetterProducer(bootstrap, "writer"),
         batch_rows=settings.writer_batch_rows,
         flush_seconds=settings.writer_flush_seconds if flush_seconds is None else flush_seconds,
         on_flush=on_flush,

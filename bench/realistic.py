@@ -39,7 +39,7 @@ import orjson
 
 from cxpulse.schemas.validate import MAX_EVENT_AGE_MS
 from cxpulse.streams import topics
-from cxpulse.streams.simulator.model import FLOW_STEPS
+from cxpulse.streams.simulator.behaviour import FLOW_STEPS
 
 SECOND = 1000
 MINUTE = 60 * SECOND

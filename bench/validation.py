@@ -14,7 +14,8 @@ import orjson
 
 from bench.common import best_rate, pin_to_one_core, write_result
 from cxpulse.schemas.validate import Rejection, validate
-from cxpulse.streams.simulator.model import SimConfig, generate
+from cxpulse.streams.simulator.config import SimConfig
+from cxpulse.streams.simulator.stream import generate
 
 EVENTS = 200_000
 TARGET = 500_000

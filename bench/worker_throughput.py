@@ -58,7 +58,7 @@ from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.rowbatch import RowBatcher
 from cxpulse.streams.settings import Settings
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import JourneyStage
 

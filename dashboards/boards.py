@@ -27,6 +27,7 @@ from cxpulse.dashboards.rules import (
     dropoff_judged,
 )
 from cxpulse.dashboards.variables import contact_variables, oncall_variables, segment_variables
+from cxpulse.schemas.vocabulary import CONTACT_COLUMNS, SEGMENT_ATTRS
 from cxpulse.streams.funnels import FunnelSpec
 
 CONTACT_CENTER_UID = "cxpulse-contact-center"
@@ -170,7 +171,7 @@ def funnel_dashboard(funnel: FunnelSpec, config: BoardConfig) -> dashboard.Dashb
         board.with_variable(variable)
     board.with_variable(
         dashboard.CustomVariable("breakdown").label("Breakdown by")
-        .values(",".join(sql.SEGMENT_ATTRS))
+        .values(",".join(SEGMENT_ATTRS))
         .current(models.VariableOption(text="device", value="device"))
     )  # fmt: skip
     containment = sql.containment(config.assisted_cost, config.self_service_cost)
@@ -184,7 +185,8 @@ def funnel_dashboard(funnel: FunnelSpec, config: BoardConfig) -> dashboard.Dashb
         p.bars("Funnel: reached and dropped per step", funnel_sql, "step", "short",
                "Journeys that reached each step, and that ended there (closed, not self-served)",
                12, 9),
-        p.table("Conversion and drop-off per step", sql.funnel_steps(funnel.name, steps),
+        p.table("Conversion and drop-off per step",
+                sql.funnel_step_fields(funnel.name, steps, sql.STEP_TABLE_FIELDS),
                 "The API summary's per-step figures; drop-off rate = dropped / reached", 12, 9),
         p.series("Drop-off rate per step over time", sql.dropoff_series(funnel.name, steps),
                  "percentunit", "Dropped at the step / reached it, by funnel entry time"),
@@ -233,7 +235,7 @@ def contact_center_dashboard(config: BoardConfig) -> dashboard.Dashboard:
     for variable in segment_variables(config, "contacts", "attrs", "started_at"):
         board.with_variable(variable)
     board.with_variable(
-        dashboard.CustomVariable("by").label("Group by").values(",".join(sql.CONTACT_COLUMNS))
+        dashboard.CustomVariable("by").label("Group by").values(",".join(CONTACT_COLUMNS))
         .current(models.VariableOption(text="queue", value="queue"))
     )  # fmt: skip
     final = models.ValueMap(

@@ -3,7 +3,7 @@
 Each rule is one ClickHouse query that returns a row per alert instance: string columns become
 the instance's labels (step, segment), the one number is z when the instance breaches and 0
 otherwise, and a threshold expression fires on > 0. The counts are those of the evaluator's
-queries (`sinks/queries.timely_dropoff`, `contact_alert_counts`) at Grafana's evaluation time;
+queries (`sinks/alert_queries.timely_dropoff`, `contact_alert_counts`) at Grafana's evaluation time;
 the test (`streams/alerting.judge`: two-proportion z with Yates' correction, relative rise,
 volume, and for service level the target gate) is written out in SQL with the same numbers.
 
@@ -24,7 +24,7 @@ from grafana_foundation_sdk.models.alerting import RelativeTimeRange
 
 from cxpulse.dashboards.config import DATASOURCE_TYPE, PLUGIN_VERSION, BoardConfig
 from cxpulse.dashboards.sql import TO, ident, names_array
-from cxpulse.sinks import queries
+from cxpulse.sinks import alert_queries
 from cxpulse.streams.alerting import ABANDONMENT, DROPOFF, SERVICE_LEVEL, Thresholds
 from cxpulse.streams.funnels import FunnelSpec
 
@@ -35,63 +35,28 @@ ONCALL_UID = "cxpulse-oncall"
 ONCALL_FIRING_PANEL = 2
 
 
-def _segments_join(attrs: Sequence[str]) -> str:
-    """Overall ('', '') plus every (attribute, value) of the row among `attrs`."""
-    wanted = ", ".join(f"'{ident(a)}'" for a in attrs)
-    return (
-        f"arrayConcat([('', '')], arrayFilter(p -> has([{wanted}], p.1), "
-        "arrayMap(p -> (toString(p.1), toString(p.2)), "
-        "arrayZip(mapKeys(attrs), mapValues(attrs)))))"
-    )
-
-
 def dropoff_counts(funnel: FunnelSpec, config: BoardConfig) -> str:
     """Timely drop-off counts per step k >= 1 and segment: journeys that reached step k-1 in the
     window [at - tau - window, at - tau) and in the baseline before it, and how many of them had
-    not reached step k within tau (`queries.timely_dropoff` with one tau for every step)."""
+    not reached step k within tau (`alert_queries.timely_dropoff` with one tau for every step)."""
     tau, window = config.tau_seconds * 1000, config.window_seconds * 1000
     baseline = config.baseline_seconds * 1000
-    oldest = f"{AT} - {tau + window + baseline + funnel.window_ms}"
-    return f"""SELECT k, seg.1 AS attr, seg.2 AS value,
-    countIf(in_window) AS window_n, countIf(in_window AND dropped) AS window_hits,
-    countIf(NOT in_window) AS base_n, countIf(NOT in_window AND dropped) AS base_hits
-FROM (
-    SELECT k, attrs, prev_at >= {AT} - {tau + window} AS in_window,
-        reach_ms[k + 1] IS NULL OR reach_ms[k + 1] - reach_ms[k] > {tau} AS dropped
-    FROM (
-        SELECT k, attrs, reach_ms,
-            toUnixTimestamp64Milli(entered_at) + assumeNotNull(reach_ms[k]) AS prev_at
-        FROM journey_funnels FINAL
-        ARRAY JOIN range(1, length(reach_ms)) AS k
-        WHERE funnel = '{ident(funnel.name)}'
-          AND entered_at >= fromUnixTimestamp64Milli({oldest}) AND entered_at < {TO}
-          AND reach_ms[k] IS NOT NULL
-    )
-    WHERE prev_at >= {AT} - {tau + window + baseline} AND prev_at < {AT} - {tau}
-)
-ARRAY JOIN {_segments_join(config.segment_attrs)} AS seg
-GROUP BY k, attr, value"""
+    oldest = f"fromUnixTimestamp64Milli({AT} - {tau + window + baseline + funnel.window_ms})"
+    arrivals = alert_queries.step_arrivals(f"'{ident(funnel.name)}'", str(tau), oldest, TO)
+    segments = alert_queries.segments_join(names_array(config.segment_attrs))
+    return alert_queries.timely_dropoff_counts(arrivals, AT, str(window), str(baseline), segments)
 
 
 def contact_counts(config: BoardConfig) -> str:
     """Service-level misses and abandonment of contacts started in the window [at - settle -
     window, at - settle) and the baseline before it, overall and per contact segment
-    (`queries.contact_alert_counts`)."""
+    (`alert_queries.contact_alert_counts`)."""
     settle, window = config.contact_settle_seconds * 1000, config.window_seconds * 1000
     baseline = config.baseline_seconds * 1000
+    bounds = (settle + window, settle + window + baseline, settle)
+    mid, lo, hi = (f"fromUnixTimestamp64Milli({AT} - {ms})" for ms in bounds)
     columns = [ident(c) for c in config.contact_segments]
-    pairs = ", ".join(f"('{c}', toString({c}))" for c in columns)
-    return f"""SELECT {queries.CONTACT_ALERT_COUNTS}
-FROM (
-    SELECT started_at >= fromUnixTimestamp64Milli({AT} - {settle + window}) AS w,
-        {queries.CONTACT_ALERT_FLAGS},
-        [('', ''){", " + pairs if pairs else ""}] AS segs
-    FROM contacts FINAL
-    WHERE started_at >= fromUnixTimestamp64Milli({AT} - {settle + window + baseline})
-      AND started_at < fromUnixTimestamp64Milli({AT} - {settle})
-)
-ARRAY JOIN segs AS seg
-GROUP BY attr, value"""
+    return alert_queries.contact_window_counts(mid, lo, hi, columns)
 
 
 def judged(

@@ -1,8 +1,8 @@
 """The SQL of every dashboard panel, in the ClickHouse datasource plugin's dialect.
 
-Same figures as the API: the per-step, outcome and per-bucket aggregates are the fragments of
-`sinks/queries.py` itself, and the ratios on top follow its definitions to the letter (null when
-the denominator is 0; `tests/dashboards` checks every panel against the query module's numbers).
+Same figures as the API: every count, ratio and predicate is a builder of the query modules
+(`sinks/*_queries.py`), called here with Grafana's macros where the API binds parameters
+(`tests/dashboards` checks every panel against the API's numbers).
 What differs is only how a range and a filter arrive: the plugin's macros (`$__fromTime_ms`,
 `$__toTime_ms`, `$__timeInterval`, `$__timeFilter`) and template variables instead of bound
 parameters. Ranges are half-open [from, to) like the API's; a variable set to "All" expands to
@@ -14,22 +14,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-# The query module's own fragments, imported rather than copied: one definition of each figure.
-from cxpulse.sinks.queries import (
-    ALERTS_WITH_SILENCES,
-    KPI_AGGREGATES,
-    outcome_columns,
-    per_step_arrays,
-    step_columns,
-)
+from cxpulse.schemas.vocabulary import CONTACT_COLUMNS, SEGMENT_ATTRS
+
+# The query module's own builders, imported rather than copied: one definition of each figure.
+from cxpulse.sinks.alert_queries import ALERTS_WITH_SILENCES
+from cxpulse.sinks.contact_queries import KPI_AGGREGATES, KPI_COUNT_COLUMNS, KPI_FINAL, KPI_RATIOS
+from cxpulse.sinks.containment_queries import CONTAINMENT_AGGREGATES, containment_figures
+from cxpulse.sinks.funnel_queries import funnel_steps, per_step_arrays
+from cxpulse.sinks.query_sql import ratio
 
 #: What a multi-value variable expands to when "All" is selected (Grafana inserts a custom
 #: all-value verbatim, without the variable's format).
 ALL_VALUE = "'__all'"
-#: Segment attributes of journeys (design section 1): a template variable each.
-SEGMENT_ATTRS = ("product_line", "device", "locale", "region", "tier", "entry")
-#: Contact columns the contact-center dashboard filters and groups by.
-CONTACT_COLUMNS = ("queue", "team", "channel", "shift")
 
 FROM = "$__fromTime_ms"
 TO = "$__toTime_ms"
@@ -45,10 +41,6 @@ def ident(name: str) -> str:
 
 def names_array(names: Sequence[str]) -> str:
     return "[" + ", ".join(f"'{ident(n)}'" for n in names) + "]"
-
-
-def _ratio(numerator: str, denominator: str) -> str:
-    return f"if({denominator} = 0, NULL, {numerator} / {denominator})"
 
 
 def var_filter(expression: str, variable: str) -> str:
@@ -71,43 +63,29 @@ def _funnel_where(funnel: str) -> str:
 # -- self-service overview ---------------------------------------------------------------------
 
 
-def funnel_steps(funnel: str, steps: Sequence[str]) -> str:
+def step_table(funnel: str, steps: Sequence[str]) -> str:
     """One row per step, in funnel order: the API summary's per-step figures plus the drop-off
-    rate (dropped at the step / reached it)."""
-    n = len(steps)
-    reached = [f"reached_{k}" for k in range(n)]
-    previous = [reached[0], *reached[:-1]]  # step 1 converts from itself, as in the API
+    rate (`queries.funnel_steps`)."""
+    return funnel_steps(_funnel_where(funnel), names_array(steps), len(steps))
 
-    def array(prefix: str) -> str:
-        return "[" + ", ".join(f"{prefix}_{k}" for k in range(n)) + "]"
 
-    return f"""SELECT step, reached,
-    {_ratio("reached", "previous")} AS conversion_from_previous,
-    {_ratio("reached", "step_one")} AS conversion_from_start,
-    dropped, {_ratio("dropped", "reached")} AS drop_off_rate, escalated, abandoned,
-    if(reached = 0, NULL, median_ms / 1000) AS median_seconds_to_reach
-FROM (
-SELECT count() AS journeys,
-    {step_columns(n)}
-FROM journey_funnels FINAL
-WHERE {_funnel_where(funnel)}
-)
-ARRAY JOIN {names_array(steps)} AS step, {array("reached")} AS reached,
-    [{", ".join(previous)}] AS previous, [{", ".join([reached[0]] * n)}] AS step_one,
-    {array("dropped")} AS dropped, {array("escalated")} AS escalated,
-    {array("abandoned")} AS abandoned, {array("median")} AS median_ms"""
+#: The columns of the step table panel.
+STEP_TABLE_FIELDS = (
+    "reached", "conversion_from_previous", "conversion_from_start", "dropped", "drop_off_rate",
+    "escalated", "abandoned", "median_seconds_to_reach",
+)  # fmt: skip
 
 
 def funnel_step_fields(funnel: str, steps: Sequence[str], fields: Sequence[str]) -> str:
     """The step and some columns of `funnel_steps`, for bar charts."""
     columns = ", ".join(ident(f) for f in fields)
-    return f"SELECT step, {columns} FROM (\n{funnel_steps(funnel, steps)}\n)"
+    return f"SELECT step, {columns} FROM (\n{step_table(funnel, steps)}\n)"
 
 
 def _per_step_rates(steps: Sequence[str]) -> str:
     """Drop-off rate per step as one column per step, from `per_step_arrays`' arrays."""
     return ", ".join(
-        f"{_ratio(f'dropped[{k + 1}]', f'reached[{k + 1}]')} AS {ident(s)}"
+        f"{ratio(f'dropped[{k + 1}]', f'reached[{k + 1}]')} AS {ident(s)}"
         for k, s in enumerate(steps)
     )
 
@@ -142,16 +120,12 @@ def containment(assisted_cost: float, self_service_cost: float, series: bool = F
     """Containment, outcomes, cost to serve and savings of portal journeys started in range (the
     API containment's figures; `series`: per Grafana interval)."""
     bucket = "$__timeInterval(start_at) AS time, " if series else ""
+    figures = containment_figures(repr(float(assisted_cost)), repr(float(self_service_cost)))
     return f"""SELECT {"time, " if series else ""}journeys, n_closed AS closed,
     self_served, escalated, abandoned, in_progress,
-    {_ratio("closed_self_served", "n_closed")} AS containment_rate,
-    closed_escalated * {assisted_cost!r} + closed_self_served * {self_service_cost!r}
-        AS cost_to_serve,
-    closed_self_served * ({assisted_cost!r} - {self_service_cost!r}) AS savings
+    {", ".join(f"{e} AS {n}" for n, e in figures.items())}
 FROM (
-SELECT {bucket}count() AS journeys, countIf(closed = 1) AS n_closed, {outcome_columns()},
-    countIf(closed = 1 AND outcome = 'self_served') AS closed_self_served,
-    countIf(closed = 1 AND outcome = 'escalated') AS closed_escalated
+SELECT {bucket}{CONTAINMENT_AGGREGATES}
 FROM journeys FINAL
 WHERE start_at >= {FROM} AND start_at < {TO}
   AND {segment_filters("attrs")}
@@ -161,27 +135,8 @@ WHERE start_at >= {FROM} AND start_at < {TO}
 
 # -- contact center ------------------------------------------------------------------------------
 
-#: Every KPI column `contact_kpis` gives, as SQL over the counts below (its `_kpis_of`).
-KPI_EXPRESSIONS: dict[str, str] = {
-    "service_level": _ratio(
-        "n_answered_within_sl", "(n_answered + n_abandoned - n_short_abandoned)"
-    ),
-    "asa_seconds": _ratio("ifNull(wait_answered_ms, 0)", "(n_answered * 1000)"),
-    "abandonment_rate": _ratio("n_abandoned", "n_queued"),
-    "aht_seconds": _ratio("ifNull(handle_sum_ms, 0)", "(handled * 1000)"),
-    "transfer_rate": _ratio("n_transferred", "n_answered"),
-    "ivr_containment_rate": _ratio("n_ivr_contained", "ivr_contacts"),
-    "zero_out_rate": _ratio("zero_out", "ivr_contacts"),
-    "fcr_rate": _ratio("n_first_contact_resolved", "n_resolved"),
-    "fcr_final": "toUInt8(resolved_n = 0 OR fcr_final_min = 1)",
-    "ivr_final": "toUInt8(ivr_contacts = 0 OR ivr_final_min = 1)",
-    "csat": _ratio("satisfied", "csat_responses"),
-    "nps": _ratio("100 * (toInt64(promoters) - toInt64(detractors))", "nps_responses"),
-    "ces": _ratio("ifNull(ces_sum, 0)", "ces_responses"),
-    "contacts": "contacts",
-    "queued": "n_queued",
-    "answered": "n_answered",
-}
+#: Every KPI column a panel may show: the query module's figures and counts.
+KPI_EXPRESSIONS: dict[str, str] = {**KPI_RATIOS, **KPI_FINAL, **KPI_COUNT_COLUMNS}
 
 
 def contact_kpis(fields: Sequence[str], group: str | None = None) -> str:
@@ -243,7 +198,7 @@ def _alert_filters() -> str:
 def alerts_firing() -> str:
     """Firing alerts (whatever the time range: they fire now), with their step and segment."""
     return f"""SELECT a.id AS id, rule, funnel, step, {_SEGMENT_TEXT} AS segment_text,
-    current_rate, baseline_rate, {_ratio("current_rate", "baseline_rate")} AS rise,
+    current_rate, baseline_rate, {ratio("current_rate", "baseline_rate")} AS rise,
     window_journeys, z, started_at, if(s.id = '', NULL, s.silenced_until) AS silenced_until
 FROM {ALERTS_WITH_SILENCES}
 WHERE state = 'firing' AND {_alert_filters()}

@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import dashboard as models
 
 from cxpulse.dashboards import sql
 from cxpulse.dashboards.config import DATASOURCE_TYPE, BoardConfig
+from cxpulse.schemas.vocabulary import CONTACT_COLUMNS, SEGMENT_ATTRS
 from cxpulse.streams.alerting import ABANDONMENT, DROPOFF, SERVICE_LEVEL
 
 
@@ -43,7 +44,7 @@ def segment_variables(
             attr.replace("_", " ").capitalize(),
             sql.variable_values(table, f"{map_column}['{attr}']", time_column),
         )
-        for attr in sql.SEGMENT_ATTRS
+        for attr in SEGMENT_ATTRS
     ]
 
 
@@ -51,7 +52,7 @@ def contact_variables(config: BoardConfig) -> list[dashboard.QueryVariable]:
     """Queue, team, channel and shift of contacts started in range."""
     return [
         _query_variable(config, c, c.capitalize(), sql.variable_values("contacts", c, "started_at"))
-        for c in sql.CONTACT_COLUMNS
+        for c in CONTACT_COLUMNS
     ]
 
 

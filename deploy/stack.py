@@ -1,8 +1,10 @@
-"""`cxpulse up`: the all-in-one local stack in one supervising process.
+"""How cxpulse's processes are wired: a stream worker, a store writer, and `cxpulse up`, the
+all-in-one local stack in one supervising process.
 
-The broker and the faust worker run as child processes tied to this one (they die with it even on
-kill -9); the store writer runs in this process because chdb admits one process per database
-directory. Ctrl-C stops everything in dependency order: producer, worker, writer, broker.
+In `up` the broker and the faust worker run as child processes tied to this one (they die with
+it even on kill -9); the store writer runs in this process because chdb admits one process per
+database directory. Ctrl-C stops everything in dependency order: producer, worker, writer,
+broker.
 """
 
 from __future__ import annotations
@@ -11,38 +13,38 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from cxpulse.api.app import create_api
 from cxpulse.api.server import BackgroundApi, resolve_keys
+from cxpulse.dashboards.build import GRAFANA_DIR
+from cxpulse.deploy.children import Respawned, spawn_child, stop_child
+from cxpulse.deploy.cli_common import console
 from cxpulse.deploy.kafka import BrokerConfig, KafkaBroker, KafkaError
-from cxpulse.deploy.kafka.broker import die_with_parent
+from cxpulse.deploy.logs import logging_config
+from cxpulse.deploy.traffic import history_to_send_ms, run_simulator
+from cxpulse.sinks.funnel_queries import freshness
 from cxpulse.sinks.migrate import migrate
+from cxpulse.sinks.sink import StoreSink
 from cxpulse.sinks.store import Store, open_store
 from cxpulse.sinks.writer import StoreWriter
-from cxpulse.streams import topics
+from cxpulse.streams import metrics, topics
+from cxpulse.streams.app import create_app, die, run_worker
 from cxpulse.streams.evaluator import AlertEvaluator, AlertSink
 from cxpulse.streams.funnels import FunnelSpec, load_funnels
+from cxpulse.streams.ingest_stage import IngestStage
 from cxpulse.streams.notify import GrafanaAnnotationSink, TopicSink, WebhookSink
-from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.producer import DeadLetterProducer, JsonProducer
 from cxpulse.streams.settings import Settings, redact_url
-from cxpulse.streams.simulator.model import SimConfig
-from cxpulse.streams.simulator.output import paced, send_to_kafka
-from cxpulse.streams.simulator.run import Plan
 
 log = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-console = Console(highlight=False, soft_wrap=True)
 
 
 def local_broker(settings: Settings) -> KafkaBroker:
@@ -63,9 +65,10 @@ def store_for(settings: Settings) -> Store:
 
 def writer_for(store: Store, bootstrap: str, settings: Settings) -> StoreWriter:
     return StoreWriter(
-        store,
+        StoreSink(store),
         bootstrap,
         topics.STORE_TABLES,
+        DeadLetterProducer(bootstrap, "writer"),
         batch_rows=settings.writer_batch_rows,
         flush_seconds=settings.writer_flush_seconds,
     )
@@ -139,74 +142,76 @@ def resolve_bootstrap(settings: Settings) -> str:
     )
 
 
-def run_simulator(bootstrap: str, rate: float, stop: threading.Event) -> None:
-    """Live simulated traffic, paced to the wall clock, until `stop` is set."""
-    plan = Plan(SimConfig(seed=time.time_ns() % 1_000_000, start_ms=time.time_ns() // 1_000_000,
-                          rate=rate))  # fmt: skip
-    for _ in send_to_kafka(paced(plan.messages()), bootstrap):
-        if stop.is_set():
-            break
+def run_stream_worker(settings: Settings, bootstrap: str, metrics_port: int | None) -> None:
+    """This process as a stream worker: the ingest stage in a thread beside the faust journey
+    agent, until faust stops (SIGTERM, Ctrl-C). A failed ingest stage ends the process, so no
+    worker looks alive while it ingests nothing."""
+    topics.ensure_topics(bootstrap, settings.topic_partitions)
+    if metrics_port is not None:
+        # A log line, not console output: it must be JSON too when the logs are.
+        port = metrics.serve(metrics_port)
+        logging.getLogger("cxpulse.worker").info("metrics on http://127.0.0.1:%d/metrics", port)
+    funnels = load_funnels(settings.funnels_file)
+    stop = threading.Event()
+    stage = IngestStage(bootstrap, bounds=settings.bounds())
 
-
-#: A worker exits with this status to have its work redone from Kafka (streams/app.py `die`):
-#: it lost a partition to another worker, or a failure left its state ahead of Kafka.
-REDO_EXIT = 70
-#: Restarts `up` makes within RESTART_WINDOW_S before it calls it a crash loop and stops.
-MAX_RESTARTS = 5
-RESTART_WINDOW_S = 600.0
-
-
-class Respawned:
-    """The worker process of `up`, started again when it exits with REDO_EXIT."""
-
-    def __init__(self, start: Callable[[], subprocess.Popen[bytes]]) -> None:
-        self.start = start
-        self.proc = start()
-        self.restarts: list[float] = []
-
-    def check(self) -> str | None:
-        """None while a worker runs; what went wrong when it exited for good."""
-        code = self.proc.poll()
-        if code is None:
-            return None
-        now = time.monotonic()
-        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S]
-        if code != REDO_EXIT or len(self.restarts) >= MAX_RESTARTS:
-            again = (
-                f" ({len(self.restarts)} restarts in {RESTART_WINDOW_S:.0f} s)"
-                if code == REDO_EXIT
-                else ""
-            )
-            return f"the worker exited with code {code}{again}; see its log"
-        self.restarts.append(now)
-        console.print(f"the worker exited with code {code} to redo its work; starting it again")
-        self.proc = self.start()
-        return None
-
-
-def spawn_child(args: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
-    """A cxpulse subcommand as a child that dies with this process and ignores terminal Ctrl-C."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cxpulse.deploy.cli", *args],
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-
-
-def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+    def run_ingest() -> None:
         try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            stage.run(stop)
+        except Exception:
+            die("the ingest stage failed")
+
+    ingest = threading.Thread(target=run_ingest, name="ingest")
+    ingest.start()
+    try:
+        app = create_app(
+            bootstrap,
+            settings.topic_partitions,
+            funnels,
+            settings.shift_table(),
+            settings.worker_group_messages,
+            limits=settings.key_limits(),
+        )
+        run_worker(app, logging_config(settings.log_level, settings.log_format))
+    finally:
+        stop.set()
+        ingest.join(timeout=60)
+
+
+def run_store_writer(settings: Settings, bootstrap: str, evaluate_alerts: bool) -> None:
+    """This process as a store writer, with the alert evaluator beside it when
+    `evaluate_alerts`, until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in _SIGNALS:
+        signal.signal(sig, lambda *_: stop.set())
+    funnels = load_funnels(settings.funnels_file)
+    with store_for(settings) as store:
+        alerts = AlertService(store, bootstrap, settings, funnels) if evaluate_alerts else None
+        if alerts is not None:
+            alerts.start()
+        try:
+            writer_for(store, bootstrap, settings).run(stop)
+        finally:
+            if alerts is not None:
+                alerts.stop()
+
+
+def next_steps(api_url: str, key: str | None, funnel: str, server_store: bool) -> list[str]:
+    """The end of `up`'s banner: what a new user can try once the stack runs."""
+    bearer = key or "<a key of CXPULSE_API_KEYS>"
+    grafana = (
+        "`cxpulse grafana sync --url <Grafana URL>` loads them onto a Grafana"
+        if server_store
+        else "Grafana needs a ClickHouse server, not embedded chdb: `docker compose --profile "
+        "demo up -d` serves them on http://127.0.0.1:3000"
+    )
+    return [
+        "Try next:",
+        "  cxpulse watch  (in another terminal: the funnel, contact-center KPIs and alerts, live)",
+        f"  curl -H 'Authorization: Bearer {bearer}' '{api_url}/v1/funnels/{funnel}/summary'",
+        f"  dashboards: Grafana JSON in {GRAFANA_DIR / 'dashboards'} "
+        f"(`cxpulse grafana build` regenerates it); {grafana}",
+    ]
 
 
 @dataclass
@@ -214,6 +219,7 @@ class Stack:
     settings: Settings
     simulator: bool = True
     rate: float = 20.0
+    history_ms: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
@@ -242,6 +248,8 @@ class Stack:
             topics.ensure_topics(bootstrap, settings.topic_partitions)
             store = store_for(settings)
             applied = migrate(store)
+            stored = bool(freshness(store))
+            history_ms = history_to_send_ms(self.history_ms, self.simulator, stored)
             writer = writer_for(store, bootstrap, settings)
             writer_thread = threading.Thread(target=writer.run, args=(writer_stop,), name="writer")
             writer_thread.start()
@@ -257,7 +265,7 @@ class Stack:
                 # A daemon: a producer stuck on an unreachable broker must not keep `up` alive.
                 simulator = threading.Thread(
                     target=run_simulator,
-                    args=(bootstrap, self.rate, self.stop),
+                    args=(bootstrap, self.rate, self.stop, history_ms),
                     name="simulator",
                     daemon=True,
                 )
@@ -277,7 +285,7 @@ class Stack:
                 "logs": str(logs),
             }
             settings.stack_file.write_text(json.dumps(info, indent=2))
-            self._print_banner(info, len(applied), shown_key)
+            self._print_banner(info, len(applied), shown_key, history_ms, funnels[0].name)
             failure = self._supervise(writer, writer_thread, workers, broker, api)
         finally:
             worker = None if workers is None else workers.proc
@@ -341,7 +349,14 @@ class Stack:
                 console.print(f"rows stored: {stored or 'none yet'}")
         return None
 
-    def _print_banner(self, info: dict[str, Any], migrations_applied: int, key: str | None) -> None:
+    def _print_banner(
+        self,
+        info: dict[str, Any],
+        migrations_applied: int,
+        key: str | None,
+        history_ms: int,
+        funnel: str,
+    ) -> None:
         table = Table(title="cxpulse is running", show_header=False)
         table.add_row(
             "Kafka", f"{info['kafka_bootstrap']}" + (" (local)" if info["kafka_local"] else "")
@@ -351,11 +366,17 @@ class Stack:
         table.add_row("API", f"{info['api_url']}/v1/... (OpenAPI: {info['api_url']}/docs)")
         table.add_row("API key", "below" if key else "from CXPULSE_API_KEYS")
         table.add_row("Worker", f"pid {info['worker_pids'][0]}, log {info['logs']}/worker.log")
-        table.add_row(
-            "Simulator", f"live traffic, about {self.rate:g} events/s" if self.simulator else "off"
-        )
+        traffic = f"live traffic, about {self.rate:g} events/s"
+        if history_ms:
+            traffic = (
+                f"{history_ms / 3_600_000:g} h of history first (a first start), then {traffic}"
+            )
+        table.add_row("Simulator", traffic if self.simulator else "off")
         table.add_row("Data dir", info["data_dir"])
         console.print(table)
         if key:
             console.print(f"API key (kept in the data dir): {key}")
         console.print("Press Ctrl-C to stop.")
+        server_store = self.settings.clickhouse_url is not None
+        for line in next_steps(info["api_url"], key, funnel, server_store):
+            console.print(line, markup=False)

@@ -1,6 +1,6 @@
-"""The dead-letter contract (design section 3, `cx.dlq.v1`): why a message was refused, its original bytes
-and where it came from. Every stage that refuses input (ingest, the journey stage, the store
-writer) writes this one envelope."""
+"""The dead-letter contract (design section 3, `cx.dlq.v1`): why a message was refused, its
+original bytes and where it came from. Every stage that refuses input (ingest, the journey
+stage, the store writer) writes this one envelope."""
 
 from __future__ import annotations
 

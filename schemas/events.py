@@ -267,3 +267,7 @@ def type_name(cls: type[_Event]) -> str:
     """The `type` value of an event class (its msgspec tag). Cached: inspecting a class costs
     ~0.3 ms, and funnel matching asks once per event and step."""
     return str(msgspec.inspect.type_info(cls).tag)  # type: ignore[attr-defined]
+
+
+#: The `type` value of every event class, portal types first: the contract's vocabulary of types.
+EVENT_TYPE_NAMES: tuple[str, ...] = tuple(type_name(cls) for cls in EVENT_TYPES)

@@ -1,14 +1,11 @@
 """The store writer: rows from Kafka store topics -> batched inserts -> then commit.
 
-Modelled on a small sink contract: rows are buffered per table, a flush inserts every buffered
-table and only then commits the consumed offsets. A crash between insert and commit re-inserts
-the same rows, which the ReplacingMergeTree tables collapse, so the store never counts twice.
-When the store fails the writer keeps its buffer, pauses consumption and retries with backoff.
-
-A row the store refuses as data (a parse or type error, `StoreError.bad_data`) would fail every
-retry and stall its partition for good, so the batch is split in halves until the refused rows
-are alone; those go to the dead-letter topic as `unstorable_row` with ClickHouse's message, and
-the rest are stored.
+Modelled on a small sink contract: rows are buffered per table, a flush writes every buffered
+table through the sink (sinks/sink.py) and only then commits the consumed offsets. A crash
+between insert and commit re-inserts the same rows, which the ReplacingMergeTree tables
+collapse, so the store never counts twice. When the store fails the writer keeps its buffer,
+pauses consumption and retries with backoff. Rows the store refuses as data are dead-lettered
+as `unstorable_row`, and the dead letters are in Kafka before the offsets move past their rows.
 
 A message holds one row or, from the journey stage's `RowBatcher` (streams/rowbatch.py), many:
 JSONEachRow, one row per line. A line that is not one UTF-8 JSON object is dead-lettered alone
@@ -25,15 +22,14 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Protocol
 
-import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from cxpulse.schemas.deadletters import Source, dead_letter
 from cxpulse.schemas.validate import Rejection
-from cxpulse.sinks.store import Store, StoreError
-from cxpulse.streams import metrics, topics
-from cxpulse.streams.producer import JsonProducer
+from cxpulse.sinks.sink import StoreSink
+from cxpulse.sinks.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +45,16 @@ Origin = tuple[Source, int, int]
 Run = tuple[int, Source, int, int]
 
 
+class DeadLetters(Protocol):
+    """Where the writer's dead letters go (the dead-letter topic, streams/producer.py)."""
+
+    def send(self, reason: str, letter: bytes) -> None:
+        """Send one `dead_letter` envelope; `reason`, its reason code, is for counting."""
+
+    def flush(self) -> None:
+        """Return once everything sent is acknowledged."""
+
+
 @dataclass
 class WriterStats:
     rows_written: dict[str, int] = field(default_factory=dict)
@@ -59,26 +65,32 @@ class WriterStats:
 
 
 class StoreWriter:
+    """Consumes `tables`' topics (topic -> table) into `sink`. Constructing it connects to
+    nothing, so it can be wired before Kafka is up: `setup()` joins the consumer group."""
+
     def __init__(
         self,
-        store: Store,
+        sink: StoreSink,
         bootstrap: str,
         tables: Mapping[str, str],
+        dead_letters: DeadLetters,
         *,
         group_id: str = "cxpulse-store-writer",
         batch_rows: int = 50_000,
         flush_seconds: float = 0.25,
         on_flush: Callable[[WriterStats], None] | None = None,
     ) -> None:
-        self.store = store
+        self.sink = sink
+        self.bootstrap = bootstrap
         self.tables = dict(tables)
+        self.group_id = group_id
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.stats = WriterStats()
         self._on_flush = on_flush
         self._buffers: dict[str, list[bytes]] = {table: [] for table in self.tables.values()}
         self._runs: dict[str, list[Run]] = {table: [] for table in self.tables.values()}
-        self._dead_letters = JsonProducer(bootstrap)
+        self._dead_letters = dead_letters
         self._letters_unflushed = False
         self._buffered = 0
         self._rows_per_message = 1  # in the last poll, rounded up: sizes the next one
@@ -87,10 +99,20 @@ class StoreWriter:
         self._paused = False
         self._retry_at = 0.0
         self._backoff = 0.5
+        self._consumer: Consumer | None = None
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("the store writer is not set up: call setup() first")
+        return self._consumer
+
+    def setup(self) -> None:
+        """Join the consumer group of the store topics."""
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
-                "group.id": group_id,
+                "bootstrap.servers": self.bootstrap,
+                "group.id": self.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",
@@ -109,6 +131,10 @@ class StoreWriter:
             list(self.tables), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
 
+    def close(self) -> None:
+        """Leave the group. Rows still buffered are not stored: `flush()` first to keep them."""
+        self.consumer.close()
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # librdkafka keeps a partition's pause flag across revoke and re-assign: start afresh.
         consumer.resume(partitions)
@@ -118,21 +144,23 @@ class StoreWriter:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Eager rebalancing revokes every partition and re-assigns from committed offsets, so
         # rows that cannot be stored now are dropped here and read again after the rebalance.
-        if not self._try_flush():
+        if not self.flush():
             self._clear()
 
     def run(self, stop: threading.Event) -> None:
+        """Set up, then consume until `stop` is set; stores what is buffered before closing."""
+        self.setup()
         try:
             while not stop.is_set():
                 self.poll_once()
-            self._try_flush()
+            self.flush()
         finally:
-            self._consumer.close()
+            self.close()
 
     def poll_once(self, timeout_s: float = 0.2) -> None:
         if self._paused:
             if time.monotonic() >= self._retry_at:
-                self._try_flush()
+                self.flush()
             # Retry on time: a poll must not run past the backoff it waits out.
             timeout_s = min(timeout_s, max(0.0, self._retry_at - time.monotonic()))
         elif self._oldest is not None:
@@ -143,7 +171,7 @@ class StoreWriter:
         # A message may hold hundreds of rows: take about as many as the batch has room for,
         # so it stays near batch_rows instead of growing to all that librdkafka has fetched.
         room = (self.batch_rows - self._buffered) // self._rows_per_message
-        messages = self._consumer.consume(
+        messages = self.consumer.consume(
             num_messages=max(1, min(MAX_POLL_MESSAGES, room)), timeout=timeout_s
         )
         rows = 0
@@ -161,7 +189,7 @@ class StoreWriter:
         full = self._buffered >= self.batch_rows
         due = self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
         if (full or due) and not self._paused:
-            self._try_flush()
+            self.flush()
 
     def _add(self, topic: str, partition: int, offset: int, value: bytes | None) -> int:
         """Buffer a message's rows, dead-lettering the lines that are not rows; returns its
@@ -197,22 +225,9 @@ class StoreWriter:
         first, source, line, lines = runs[bisect_right(runs, index, key=itemgetter(0)) - 1]
         return source, line + index - first, lines
 
-    def _insert(self, table: str, rows: list[bytes], first: int = 0) -> int:
-        """Insert `rows` (the table's buffer from index `first` on), splitting them to
-        dead-letter those the store refuses as data; returns how many were stored. Other errors
-        (the store is down) propagate, and the flush is retried later."""
-        try:
-            return self.store.insert(table, [orjson.Fragment(row) for row in rows])
-        except (StoreError, ValueError, TypeError) as exc:
-            # ValueError/TypeError: rows the client could not even encode are bad data too.
-            if isinstance(exc, StoreError) and not exc.bad_data:
-                raise
-            if len(rows) == 1:
-                self._reject(self._origin(table, first), rows[0], f"{table}: {exc}")
-                return 0
-            half = len(rows) // 2
-            stored = self._insert(table, rows[:half], first)
-            return stored + self._insert(table, rows[half:], first + half)
+    def _refuse(self, table: str, index: int, row: bytes, detail: str) -> None:
+        """The sink refused the row at `index` of the table's buffer."""
+        self._reject(self._origin(table, index), row, detail)
 
     def _reject(self, origin: Origin, value: bytes, detail: str) -> None:
         """Dead-letter one row (`value`, a line of the message when it has several)."""
@@ -223,19 +238,20 @@ class StoreWriter:
                     source.offset, detail)  # fmt: skip
         rejection = Rejection(UNSTORABLE_ROW, detail)
         letter = dead_letter(rejection, value, source, time.time_ns() // 1_000_000)
-        self._dead_letters.send(topics.DLQ.name, None, letter)
+        self._dead_letters.send(UNSTORABLE_ROW, letter)
         self._letters_unflushed = True
         self.stats.dead_letters += 1
-        metrics.DEAD_LETTERS.labels("writer", UNSTORABLE_ROW).inc()
 
-    def _try_flush(self) -> bool:
+    def flush(self) -> bool:
+        """Write every buffered row, then commit the offsets consumed; False when the store
+        failed (the rows stay buffered and consumption pauses until a retry succeeds)."""
         if not self._offsets:
             return True
         started = time.perf_counter()
         try:
             for table, rows in self._buffers.items():
                 if rows:
-                    stored = self._insert(table, rows)
+                    stored = self.sink.write(table, rows, self._refuse)
                     self.stats.rows_written[table] = self.stats.rows_written.get(table, 0) + stored
                     rows.clear()  # a later failure must not insert these again
                     self._runs[table].clear()
@@ -247,7 +263,7 @@ class StoreWriter:
             self._dead_letters.flush()
             self._letters_unflushed = False
         try:
-            self._consumer.commit(
+            self.consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in self._offsets.items()],
                 asynchronous=False,
             )
@@ -262,7 +278,7 @@ class StoreWriter:
         self.stats.last_flush_ms = (time.perf_counter() - started) * 1000
         if self._paused:
             log.info("store is back; resuming consumption")
-            self._consumer.resume(self._consumer.assignment())
+            self.consumer.resume(self.consumer.assignment())
             self._paused = False
             self._backoff = 0.5
         if self._on_flush is not None:
@@ -272,7 +288,7 @@ class StoreWriter:
     def _pause(self, exc: StoreError) -> None:
         log.warning("store insert failed, retrying in %.1f s: %s", self._backoff, exc)
         if not self._paused:
-            self._consumer.pause(self._consumer.assignment())
+            self.consumer.pause(self.consumer.assignment())
             self._paused = True
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)

@@ -163,7 +163,7 @@ class Observation:
 def dropoff_observations(
     funnel: str, steps: Sequence[str], rows: Iterable[Mapping[str, Any]]
 ) -> list[Observation]:
-    """Timely drop-off counts (sinks.queries.timely_dropoff rows) as observations per step k."""
+    """Timely drop-off counts (`alert_queries.timely_dropoff` rows) as observations per step k."""
     return [
         Observation(DROPOFF, funnel, steps[int(r["k"])], _segment(r),
                     int(r["window_hits"]), int(r["window_n"]),
@@ -173,7 +173,7 @@ def dropoff_observations(
 
 
 def contact_observations(rows: Iterable[Mapping[str, Any]], sl_target: float) -> list[Observation]:
-    """Service-level misses and abandonment (sinks.queries.contact_alert_counts rows).
+    """Service-level misses and abandonment (sinks.alert_queries.contact_alert_counts rows).
 
     Service-level alerts need both a significant rise of misses and a window service level
     below its target: a dip from 97 % to 95 % is a change, not a breach.

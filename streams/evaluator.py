@@ -11,7 +11,7 @@ have been; a quiet partition (caught up, nothing new) has the wall clock minus t
 as timely drop-off and the no_data rule sees the silence.
 
 Consecutive grid points share all but the edges of their 24 h baselines, so the rules' counts
-are read for batches of points at once (sinks.queries.*_batch): the windows of every point the
+are read for batches of points at once (sinks/alert_batches.py): the windows of every point the
 data is complete for, and the baselines of a few points ahead, whose windows are then read one
 by one as they become due. A catch-up costs about one query per rule per TAU_REFRESH_MS of
 event time instead of one baseline scan per point, with the same counts.
@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cxpulse.schemas.vocabulary import ALERT_CONTACT_COLUMNS, ALERT_SEGMENT_ATTRS
+from cxpulse.sinks import alert_batches, alert_queries, funnel_queries
 from cxpulse.sinks import alerts as alert_rows
-from cxpulse.sinks import queries
 from cxpulse.sinks.store import Store
 from cxpulse.streams import alerting, metrics
 from cxpulse.streams.alerting import AlertState, Observation, Outcome, Thresholds
@@ -55,8 +56,8 @@ class AlertConfig:
     window_ms: int = 15 * 60_000
     baseline_ms: int = 24 * 3_600_000
     tau_cap_ms: int = 10 * 60_000
-    segment_attrs: tuple[str, ...] = ("device", "product_line", "region", "tier", "entry")
-    contact_segments: tuple[str, ...] = ("queue", "channel")
+    segment_attrs: tuple[str, ...] = ALERT_SEGMENT_ATTRS
+    contact_segments: tuple[str, ...] = ALERT_CONTACT_COLUMNS
     contact_settle_ms: int = 5 * 60_000
     service_level_target: float = 0.8
     no_data_ms: int = 5 * 60_000  # the no_data rule's silence span; 0 turns the rule off
@@ -70,7 +71,7 @@ class AlertSink(Protocol):
 
 
 #: Reads a rule's batch: (first point, points, points with a window, whether baselines too).
-BatchReader = Callable[[int, int, int, bool], queries.Batch]
+BatchReader = Callable[[int, int, int, bool], alert_batches.Batch]
 
 
 def _wall_ms() -> int:
@@ -95,7 +96,9 @@ class AlertEvaluator:
         self.last_at: int | None = None
         self.settled: int | None = None  # complete_until as the previous round saw it
         self._tau_cache: dict[str, tuple[int, dict[int, int]]] = {}
-        self._batches: dict[str, tuple[object, queries.Batch]] = {}  # rule -> (its taus, batch)
+        self._batches: dict[
+            str, tuple[object, alert_batches.Batch]
+        ] = {}  # rule -> (its taus, batch)
         self._complete_to: int | None = None  # the last grid point due this round
         self._restored = False
 
@@ -105,7 +108,7 @@ class AlertEvaluator:
         """Event time up to which every partition's data is in the store (None: no data yet):
         the stalest watermark. A worker writes its newest event time minus the allowed lateness
         while a partition has input, and the wall clock minus the lateness once it is quiet."""
-        partitions = queries.freshness(self.store)
+        partitions = funnel_queries.freshness(self.store)
         if not partitions:
             return None
         # A partition not written for an hour while others are (its worker gone, or the
@@ -143,7 +146,7 @@ class AlertEvaluator:
             self._restore()
         points = self.due()
         self._complete_to = points[-1] if points else None
-        current = {row["id"]: row for row in queries.alerts(self.store)} if points else {}
+        current = {row["id"]: row for row in alert_queries.alerts(self.store)} if points else {}
         wall = self.clock()
         silenced = {i for i, r in current.items() if (r["silenced_ms"] or 0) > wall}
         done = 0
@@ -222,8 +225,8 @@ class AlertEvaluator:
     def _dropoff(self, funnel: FunnelSpec, taus: dict[int, int]) -> BatchReader:
         c = self.config
 
-        def read(first_ms: int, points: int, known: int, baseline: bool) -> queries.Batch:
-            return queries.timely_dropoff_batch(
+        def read(first_ms: int, points: int, known: int, baseline: bool) -> alert_batches.Batch:
+            return alert_batches.timely_dropoff_batch(
                 self.store, funnel.name, taus, first_ms, every_ms=c.every_ms, points=points,
                 known=known, window_ms=c.window_ms, baseline_ms=c.baseline_ms if baseline else 0,
                 span_ms=funnel.window_ms, segment_attrs=c.segment_attrs,
@@ -234,17 +237,19 @@ class AlertEvaluator:
     def _entries(self, funnel: FunnelSpec) -> BatchReader:
         c = self.config
 
-        def read(first_ms: int, points: int, known: int, baseline: bool) -> queries.Batch:
-            return queries.funnel_entries_batch(
+        def read(first_ms: int, points: int, known: int, baseline: bool) -> alert_batches.Batch:
+            return alert_batches.funnel_entries_batch(
                 self.store, funnel.name, first_ms, every_ms=c.every_ms, points=points,
                 known=known, span_ms=c.no_data_ms, baseline_ms=c.baseline_ms if baseline else 0,
             )  # fmt: skip
 
         return read
 
-    def _contacts(self, first_ms: int, points: int, known: int, baseline: bool) -> queries.Batch:
+    def _contacts(
+        self, first_ms: int, points: int, known: int, baseline: bool
+    ) -> alert_batches.Batch:
         c = self.config
-        return queries.contact_alert_batch(
+        return alert_batches.contact_alert_batch(
             self.store, first_ms, every_ms=c.every_ms, points=points, known=known,
             settle_ms=c.contact_settle_ms, window_ms=c.window_ms,
             baseline_ms=c.baseline_ms if baseline else 0, segment_columns=c.contact_segments,
@@ -260,7 +265,7 @@ class AlertEvaluator:
         # From the part of the baseline every journey has had `tau_cap` to complete.
         base_hi = at_ms - c.tau_cap_ms - c.window_ms
         steps = len(funnel.steps)
-        p90 = queries.step_delay_p90(self.store, funnel.name, steps, base_hi - c.baseline_ms,
+        p90 = alert_queries.step_delay_p90(self.store, funnel.name, steps, base_hi - c.baseline_ms,
                                      base_hi, funnel.window_ms)  # fmt: skip
         taus = {k: alerting.tau_ms(p90.get(k), c.tau_cap_ms) for k in range(1, steps)}
         self._tau_cache[funnel.name] = (at_ms, taus)
@@ -278,7 +283,7 @@ class AlertEvaluator:
     # -- internals -------------------------------------------------------------------------------
 
     def _restore(self) -> None:
-        for row in queries.alerts(self.store, state="firing"):
+        for row in alert_queries.alerts(self.store, state="firing"):
             self.states[row["id"]] = AlertState(state="firing", started_ms=row["started_ms"])
         self._restored = True
 

@@ -16,7 +16,8 @@ import zlib
 
 import msgspec
 
-from cxpulse.streams.keystate import KeyState, UnitRecord
+from cxpulse.streams.keystate import KeyState
+from cxpulse.streams.units import UnitRecord
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(list[tuple[str, str, UnitRecord]])

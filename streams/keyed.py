@@ -34,7 +34,8 @@ from cxpulse.schemas.events import Event
 from cxpulse.schemas.times import ch_time
 from cxpulse.schemas.validate import MAX_EVENT_AGE_MS, Rejection, decode_trusted, event_time_ms
 from cxpulse.streams.ingest import KeyedRecord
-from cxpulse.streams.keystate import KeyState, linked_session
+from cxpulse.streams.keystate import KeyState
+from cxpulse.streams.units import linked_session
 
 RETENTION_MS = 7 * 24 * 3600 * 1000
 MAX_EVENTS_PER_KEY = 20_000

@@ -1,485 +1,50 @@
 """A journey key's state as units recomputed alone, so an event costs the same whatever the
 key's history (issue 15).
 
-A key's events fall into units: runs of portal events (one journey each, as `sessionize` splits
-them), contacts (the events of one contact_id) and the key's links (contacts of other keys that
-name one of its anonymous sessions). A unit's rows depend on its own events and on its
-neighbours only through a few sorted indexes of the key: the next run's start, the times of
-contact starts and links (escalation), the start times of contacts (follow-up flags) and the
-resolved contacts (TTR). An event marks the units it can change; `refresh` recomputes them
-(contacts first: runs read their starts and resolutions), plus the neighbours whose inputs
-moved, diffs only their rows, and marks for writing only units whose events or rows changed.
-The pure functions of journeys.py and contacts.py do the computing; `build_journeys` and
+A key's events fall into units (units.py): runs of portal events (one journey each, as
+`sessionize` splits them), contacts (the events of one contact_id) and the key's links (contacts
+of other keys that name one of its anonymous sessions). An event marks the units it can change
+(keyevents.py); `refresh` recomputes them, plus the neighbours whose inputs moved, diffs only
+their rows, and marks for writing only units whose events or rows changed (keyrows.py). The
+pure functions of journeys.py and contacts.py do the computing; `build_journeys` and
 `build_contacts` over the whole key are the reference a property test holds this to.
 
-The state topic holds one record per unit (`UnitRecord`), keyed by (journey key, kind, id), so
-what is written per change is the changed units, not the key's whole history.
+This module adds what outlives a worker: the key's records in the state topic, one per unit,
+so what is written per change is the changed units, not the key's whole history; the key
+restored from them; and retention.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Iterator, Sequence
-from operator import itemgetter
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 
-import msgspec
-
-from cxpulse.schemas.events import ContactEvent, ContactStarted, Event, PortalEvent
+from cxpulse.schemas.events import ContactStarted
 from cxpulse.schemas.validate import event_time_ms
-from cxpulse.streams import metrics
-from cxpulse.streams.contacts import ShiftTable, contact_of, contact_start
+from cxpulse.streams.contacts import contact_of, contact_start
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.journeys import ESCALATION_WINDOW_MS, GAP_MS, Journey, journey_of, sessionize
-from cxpulse.streams.snapshots import Emitted, contact_row, diff, journey_rows
-
-RUN, CONTACT, LINKS = "j", "c", "l"
-_TIME = itemgetter(0)
-
-
-def _order(item: tuple[int, Event]) -> tuple[int, str]:
-    return item[0], item[1].event_id
-
-
-class UnitRecord(msgspec.Struct, gc=False):
-    """A unit in the state topic: its events, the rows last sent for it, the key's version,
-    and when those rows change by time alone (so a restored unit is refreshed then)."""
-
-    events: list[Event]
-    emitted: dict[str, Emitted] = {}
-    version: int = 0
-    due: int = 0
+from cxpulse.streams.journeys import journey_of
+from cxpulse.streams.keyrows import KeyRows
+from cxpulse.streams.units import (
+    CONTACT,
+    LINKS,
+    RUN,
+    ContactUnit,
+    Run,
+    Unit,
+    UnitRecord,
+    encode_record,
+    event_order,
+    linked_session,
+)
 
 
-_RECORD_ENCODER = msgspec.json.Encoder()
-_RECORD_DECODER = msgspec.json.Decoder(UnitRecord)
-_KEY_DECODER = msgspec.json.Decoder(tuple[str, str, str])
+class KeyState(KeyRows):
+    """One journey key as the stage holds it: its units and rows, its records in the state
+    topic, and its retention. Its layers (`KeyEvents` < `KeyRows` < `KeyState`) are subclasses,
+    so the hot path keeps plain method calls; only `KeyEvents` declares slots."""
 
-
-def record_key(key: str, kind: str, unit: str) -> bytes:
-    """A unit's key in the state topic; any journey key, kind and id round-trip exactly."""
-    return _RECORD_ENCODER.encode((key, kind, unit))
-
-
-def parse_record_key(raw: bytes) -> tuple[str, str, str]:
-    return _KEY_DECODER.decode(raw)
-
-
-def decode_record(raw: bytes) -> UnitRecord:
-    return _RECORD_DECODER.decode(raw)
-
-
-class Unit:
-    """Events in `by_time` order, the rows last sent for them, and bookkeeping."""
-
-    __slots__ = ("bytes", "due", "emitted", "events")
-
-    def __init__(self, events: list[tuple[int, Event]], emitted: dict[str, Emitted]) -> None:
-        self.events = events
-        self.emitted = emitted
-        self.bytes = 0  # what `keyed.event_cost` counts for its events (its record's bound)
-        self.due = 0  # when its rows change by time alone (0: never)
-
-    def put(self, at: int, event: Event) -> None:
-        insort(self.events, (at, event), key=_order)
-
-    def drop(self, at: int, event_id: str) -> None:
-        del self.events[bisect_left(self.events, (at, event_id), key=_order)]
-
-    def unit_record(self, version: int) -> UnitRecord:
-        return UnitRecord([e for _, e in self.events], self.emitted, version, self.due)
-
-    def record(self, version: int) -> bytes:
-        return _RECORD_ENCODER.encode(self.unit_record(version))
-
-
-class Run(Unit):
-    """A run of portal events: one journey."""
-
-    __slots__ = ("journey", "stored_as")
-
-    def __init__(self, events: list[tuple[int, Event]], emitted: dict[str, Emitted]) -> None:
-        super().__init__(events, emitted)
-        self.stored_as: str | None = None  # the journey id its record was written under
-        self.journey: Journey | None = None
-
-    @property
-    def start(self) -> int:
-        return self.events[0][0]
-
-    @property
-    def last(self) -> int:
-        return self.events[-1][0]
-
-
-class ContactUnit(Unit):
-    __slots__ = ("contact_id", "resolved", "start")
-
-    def __init__(
-        self, contact_id: str, events: list[tuple[int, Event]], emitted: dict[str, Emitted]
-    ) -> None:
-        super().__init__(events, emitted)
-        self.contact_id = contact_id
-        self.start: tuple[int, ContactStarted] | None = None
-        self.resolved: tuple[int, str, int] | None = None  # its entry in the TTR index
-
-
-class KeyState:
-    """One journey key: its events by id (duplicates and precedence), its units and indexes,
-    and what changed since the last `refresh`."""
-
-    __slots__ = (
-        "_contacts",
-        "_escalations",
-        "_gone",
-        "_moved",
-        "_orphans",
-        "_runs",
-        "_unsaved", "aging",
-        "contact_starts",
-        "contacts",
-        "events",
-        "last_version",
-        "link_bytes",
-        "link_index",
-        "links",
-        "links_changed",
-        "newest_ms",
-        "next_due_ms",
-        "open_runs",
-        "pending",
-        "resolved",
-        "run_starts",
-        "runs",
-        "size_bytes",
-        "start_ids",
-        "start_times",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.events: dict[str, Event] = {}
-        self.links: dict[str, Event] = {}
-        self.newest_ms = 0
-        self.last_version = 0
-        self.size_bytes = 0  # what `keyed.event_cost` counts for its events and links
-        self.link_bytes = 0  # the same for its links alone (one record)
-        self.next_due_ms = 0  # when a unit's rows next change by time alone (0: none)
-        self.open_runs = 0  # journeys not closed at the last refresh
-        self.runs: list[Run] = []  # by start; runs never overlap
-        self.run_starts: list[int] = []
-        self.contacts: dict[str, ContactUnit] = {}
-        self.contact_starts: list[int] = []  # times of its cc.contact_started events
-        self.link_index: list[tuple[int, str]] = []  # (time, linked session) of its links
-        self.start_times: list[int] = []  # contacts' starts, sorted, and whose each is
-        self.start_ids: list[str] = []
-        self.resolved: list[tuple[int, str, int]] = []  # (start, contact_id, end), sorted
-        self.pending: dict[Unit, int] = {}  # units with a due time
-        self.links_changed = False
-        self.aging = False  # whether the stage's expiry heap holds it
-        # What changed since the last refresh.
-        self._runs: set[Run] = set()
-        self._contacts: set[str] = set()
-        self._moved: list[int] = []  # where a run started or vanished: its predecessor's next
-        self._escalations: list[int] = []  # contact starts and links added or removed
-        self._orphans: list[Unit] = []  # units gone whose rows need tombstones
-        self._gone: list[tuple[str, str]] = []  # records to delete
-        self._unsaved: set[Unit] = set()  # units whose record is behind
-
-    # -- events ---------------------------------------------------------------------------------
-
-    def unit_bytes(self, at: int, event: Event, link: bool) -> int:
-        """The bytes of the unit the event would join (the runs it would join, together)."""
-        if link:
-            return self.link_bytes
-        if isinstance(event, ContactEvent):
-            unit = self.contacts.get(event.contact_id)
-            return 0 if unit is None else unit.bytes
-        left, right, _ = self._neighbours(at)
-        return (left.bytes if left else 0) + (right.bytes if right else 0)
-
-    def _neighbours(self, at: int) -> tuple[Run | None, Run | None, int]:
-        """The runs a portal event at `at` joins: the one it follows within the gap, the one
-        it precedes within the gap, and where a run of its own would go."""
-        index = bisect_right(self.run_starts, at)
-        runs = self.runs
-        left = runs[index - 1] if index and at - runs[index - 1].last <= GAP_MS else None
-        right = runs[index] if index < len(runs) and runs[index].start - at <= GAP_MS else None
-        return left, right, index
-
-    def add(self, at: int, event: Event, link: bool, cost: int) -> None:
-        """Take an event (a new id, or a copy that replaces the one `remove` just took out);
-        `cost` is its share of the key's bounds (`keyed.event_cost`)."""
-        session = linked_session(event) if link else ""  # before anything changes
-        self.newest_ms = max(self.newest_ms, at)
-        self.size_bytes += cost
-        if link:
-            self.link_bytes += cost
-            self.links[event.event_id] = event
-            insort(self.link_index, (at, session))
-            self._escalations.append(at)
-            self.links_changed = True
-            return
-        self.events[event.event_id] = event
-        if isinstance(event, PortalEvent):
-            self._add_portal(at, event, cost)
-            return
-        assert isinstance(event, ContactEvent)
-        unit = self.contacts.get(event.contact_id)
-        if unit is None:
-            unit = self.contacts[event.contact_id] = ContactUnit(event.contact_id, [], {})
-        unit.put(at, event)
-        unit.bytes += cost
-        self._unsaved.add(unit)
-        self._contacts.add(event.contact_id)
-        if isinstance(event, ContactStarted):
-            insort(self.contact_starts, at)
-            self._escalations.append(at)
-
-    def remove(self, event: Event, link: bool, cost: Callable[[Event], int]) -> None:
-        """Take an event out (a copy that precedes it is about to be added)."""
-        at = event_time_ms(event)
-        self.size_bytes -= cost(event)
-        if link:
-            self.link_bytes -= cost(event)
-            del self.links[event.event_id]
-            del self.link_index[bisect_left(self.link_index, (at, linked_session(event)))]
-            self._escalations.append(at)
-            self.links_changed = True
-            return
-        del self.events[event.event_id]
-        if isinstance(event, PortalEvent):
-            self._remove_portal(at, event.event_id, cost)
-            return
-        assert isinstance(event, ContactEvent)
-        unit = self.contacts[event.contact_id]
-        unit.drop(at, event.event_id)
-        unit.bytes -= cost(event)
-        self._unsaved.add(unit)
-        self._contacts.add(event.contact_id)  # `refresh` deletes it if it is empty now
-        if isinstance(event, ContactStarted):
-            del self.contact_starts[bisect_left(self.contact_starts, at)]
-            self._escalations.append(at)
-
-    def _add_portal(self, at: int, event: Event, cost: int) -> None:
-        left, right, index = self._neighbours(at)
-        runs = self.runs
-        if left is not None and right is not None:  # the event bridges two runs: one journey
-            left.events += right.events
-            left.emitted.update(right.emitted)
-            left.bytes += right.bytes
-            self._forget_run(index, right, right.start)
-            metrics.RECOMPUTES.labels("merge").inc()
-        target = left or right
-        if target is None:
-            target = Run([], {})
-            runs.insert(index, target)
-            self.run_starts.insert(index, at)
-            self._moved.append(at)
-        elif target is right and at < right.start:
-            self.run_starts[index] = at
-            self._moved.append(at)
-        target.put(at, event)
-        target.bytes += cost
-        self._runs.add(target)
-        self._unsaved.add(target)
-
-    def _remove_portal(self, at: int, event_id: str, cost: Callable[[Event], int]) -> None:
-        index = bisect_right(self.run_starts, at) - 1
-        run = self.runs[index]
-        run.drop(at, event_id)
-        run.bytes = sum(cost(e) for _, e in run.events)
-        self._unsaved.add(run)
-        if not run.events:
-            self._forget_run(index, run, at)
-            self._orphans.append(run)
-            return
-        parts = sessionize(run.events)  # taking an event out may split the run
-        run.events = parts[0]
-        self.run_starts[index] = run.start
-        self._runs.add(run)
-        self._moved.append(run.start)
-        for offset, part in enumerate(parts[1:], 1):
-            split = Run(part, {})
-            split.bytes = sum(cost(e) for _, e in part)
-            run.bytes -= split.bytes
-            self.runs.insert(index + offset, split)
-            self.run_starts.insert(index + offset, split.start)
-            self._runs.add(split)
-            self._unsaved.add(split)
-            metrics.RECOMPUTES.labels("split").inc()
-
-    def _forget_run(self, index: int, run: Run, start: int) -> None:
-        del self.runs[index]
-        del self.run_starts[index]
-        self._moved.append(start)
-        self.pending.pop(run, None)
-        self._runs.discard(run)
-        if run.stored_as is not None:
-            self._gone.append((RUN, run.stored_as))
-
-    # -- rows -----------------------------------------------------------------------------------
-
-    def refresh(
-        self,
-        key: str,
-        watermark: int,
-        version: int,
-        funnels: Sequence[FunnelSpec],
-        shifts: ShiftTable,
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """The rows to send for what changed since the last refresh and for units whose time
-        has come (`next_due_ms`); `version` is that of the rows (see `diff`)."""
-        due: set[Unit] = set()
-        if self.next_due_ms and self.next_due_ms <= watermark:
-            due = {u for u, at in self.pending.items() if at <= watermark}
-        contacts = self._contacts | {u.contact_id for u in due if isinstance(u, ContactUnit)}
-        changes: list[tuple[str, dict[str, Any]]] = []
-        resolved_moved = self._contacts_refresh(key, contacts, watermark, version, shifts,
-                                                changes)  # fmt: skip
-        runs = self._runs | {u for u in due if isinstance(u, Run)}
-        for at in self._moved + self._escalations:
-            self._add_run_before(runs, at, "neighbour")
-        for at in resolved_moved:
-            self._add_resolution_runs(runs, at)
-        for run in runs:
-            index = bisect_left(self.run_starts, run.start)
-            if index == len(self.runs) or self.runs[index] is not run:
-                continue  # merged into another run since it was marked
-            following = self.run_starts[index + 1] if index + 1 < len(self.runs) else None
-            run.journey = journey_of(key, run.events, following, self.contact_starts,
-                                     self.link_index, self.resolved, funnels)  # fmt: skip
-            self._emit(run, journey_rows(run.journey, funnels, watermark), version, changes)
-            closes = run.last + GAP_MS
-            self._set_due(run, 0 if run.journey.closed(watermark) else closes)
-        for orphan in self._orphans:
-            changes += diff([], orphan.emitted, version)
-        for scratch in (self._runs, self._contacts, self._moved, self._escalations, self._orphans):
-            scratch.clear()  # kept, not replaced: fewer allocations, fewer collections
-        self._summarize_pending()
-        if changes:
-            self.last_version = version + 1  # live rows carry version + 1 (see diff)
-        return changes
-
-    def _contacts_refresh(
-        self,
-        key: str,
-        ids: set[str],
-        watermark: int,
-        version: int,
-        shifts: ShiftTable,
-        changes: list[tuple[str, dict[str, Any]]],
-    ) -> list[int]:
-        """Recompute contacts; returns the start times of TTR entries that moved."""
-        moved = []
-        for contact_id in ids:
-            unit = self.contacts[contact_id]
-            start = contact_start(unit.events) if unit.events else None
-            old = unit.start[0] if unit.start else None
-            new = start[0] if start else None
-            unit.start = start
-            if old != new:
-                if old is not None:
-                    self._unindex_start(old, contact_id)
-                    moved.append(old)
-                if new is not None:
-                    position = bisect_right(self.start_times, new)
-                    self.start_times.insert(position, new)
-                    self.start_ids.insert(position, contact_id)
-                    moved.append(new)
-        for at in moved:  # the contacts just before a start that moved see a new next one
-            index = bisect_left(self.start_times, at) - 1
-            previous = self.start_times[index] if index >= 0 else None
-            while index >= 0 and self.start_times[index] == previous:
-                if self.start_ids[index] not in ids:
-                    ids.add(self.start_ids[index])
-                    metrics.RECOMPUTES.labels("neighbour").inc()
-                index -= 1
-        resolved_moved = []
-        for contact_id in ids:
-            unit = self.contacts[contact_id]
-            contact = (
-                contact_of(contact_id, unit.events, unit.start, self.start_times)
-                if unit.start
-                else None
-            )
-            entry = None
-            if contact is not None and contact.resolved and contact.ended_ms:
-                entry = (contact.started_ms, contact_id, contact.ended_ms)
-            if entry != unit.resolved:
-                if unit.resolved is not None:
-                    self.resolved.remove(unit.resolved)
-                    resolved_moved.append(unit.resolved[0])
-                if entry is not None:
-                    insort(self.resolved, entry)
-                    resolved_moved.append(entry[0])
-                unit.resolved = entry
-            rows = [] if contact is None else [contact_row(key, contact, watermark, shifts)]
-            self._emit(unit, rows, version, changes)
-            self._set_due(unit, (contact and contact.next_due_ms(watermark)) or 0)
-            if not unit.events:
-                del self.contacts[contact_id]
-                self.pending.pop(unit, None)
-                self._gone.append((CONTACT, contact_id))
-        return resolved_moved
-
-    def _unindex_start(self, at: int, contact_id: str) -> None:
-        index = bisect_left(self.start_times, at)
-        while self.start_ids[index] != contact_id:
-            index += 1
-        del self.start_times[index]
-        del self.start_ids[index]
-
-    def _add_run_before(self, runs: set[Run], at: int, cause: str) -> None:
-        """The last run that starts before `at`: the one whose next start, escalation
-        candidates (contact starts and links after its start, before the next run) or TTR a
-        change at `at` can reach."""
-        index = bisect_left(self.run_starts, at) - 1
-        if index >= 0 and self.runs[index] not in runs:
-            runs.add(self.runs[index])
-            metrics.RECOMPUTES.labels(cause).inc()
-
-    def _add_resolution_runs(self, runs: set[Run], at: int) -> None:
-        """Runs whose TTR a resolved contact starting at `at` (added or gone) can change: those
-        escalated after the resolved contact before it and by `at`."""
-        index = bisect_left(self.resolved, at, key=_TIME)
-        before = self.resolved[index - 1][0] if index else None
-        position = bisect_right(self.run_starts, at) - 1
-        while position >= 0:
-            run = self.runs[position]
-            if before is not None and run.last + ESCALATION_WINDOW_MS <= before:
-                break  # this and every earlier run escalated (if at all) by `before`
-            journey = run.journey
-            escalated = journey.escalated_at_ms if journey is not None else None
-            reached = journey is None or (
-                escalated is not None
-                and not journey.anonymous
-                and escalated <= at
-                and (before is None or escalated > before)
-            )
-            if reached and run not in runs:
-                runs.add(run)
-                metrics.RECOMPUTES.labels("resolution").inc()
-            position -= 1
-
-    def _emit(
-        self, unit: Unit, rows: list[Any], version: int, changes: list[tuple[str, dict[str, Any]]]
-    ) -> None:
-        sent = diff(rows, unit.emitted, version)
-        if sent:
-            self._unsaved.add(unit)
-            changes += sent
-
-    def _summarize_pending(self) -> None:
-        """What the stage reads of `pending`: open journeys, and when the next unit is due."""
-        self.open_runs = sum(1 for unit in self.pending if isinstance(unit, Run))
-        self.next_due_ms = min(self.pending.values(), default=0)
-
-    def _set_due(self, unit: Unit, due: int) -> None:
-        unit.due = due
-        if due:
-            self.pending[unit] = due
-        else:
-            self.pending.pop(unit, None)
+    __slots__ = ()
 
     # -- state topic ----------------------------------------------------------------------------
 
@@ -510,7 +75,7 @@ class KeyState:
         self._gone.clear()
         self._unsaved.clear()
         if self.links_changed:
-            value = _RECORD_ENCODER.encode(self._links_record()) if self.links else None
+            value = encode_record(self._links_record()) if self.links else None
             yield LINKS, "", value
             self.links_changed = False
 
@@ -548,7 +113,7 @@ class KeyState:
         runs = []
         for (kind, unit_id), record in units.items():
             state.last_version = max(state.last_version, record.version)
-            timeline = sorted(((event_time_ms(e), e) for e in record.events), key=_order)
+            timeline = sorted(((event_time_ms(e), e) for e in record.events), key=event_order)
             for at, event in timeline:
                 state.newest_ms = max(state.newest_ms, at)
                 if kind == LINKS:
@@ -646,9 +211,3 @@ class KeyState:
         self._escalations.clear()  # nothing kept can reach back there
         self._summarize_pending()
         return dropped or bool(old_links)
-
-
-def linked_session(event: Event) -> str:
-    if not isinstance(event, ContactStarted) or not event.data.linked_session_id:
-        raise ValueError("a link is a cc.contact_started that names a session")
-    return event.data.linked_session_id

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from cxpulse.streams import topics
+from cxpulse.streams import metrics, topics
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,22 @@ class JsonProducer:
         if metadata.error is not None:
             raise RuntimeError(f"topic {topic} is not available: {metadata.error}")
         return len(metadata.partitions)
+
+
+class DeadLetterProducer:
+    """Dead letters of a stage that sends them outside a transaction (the store writer, as
+    `sinks.writer.DeadLetters`): to the dead-letter topic, counted per stage and reason."""
+
+    def __init__(self, bootstrap: str, stage: str) -> None:
+        self.stage = stage
+        self._producer = JsonProducer(bootstrap)
+
+    def send(self, reason: str, letter: bytes) -> None:
+        self._producer.send(topics.DLQ.name, None, letter)
+        metrics.DEAD_LETTERS.labels(self.stage, reason).inc()
+
+    def flush(self) -> None:
+        self._producer.flush()
 
 
 #: Kafka's default limit on a message (broker `message.max.bytes`, 1 MiB) less room for the record

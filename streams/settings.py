@@ -13,6 +13,11 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cxpulse.schemas.vocabulary import (
+    ALERT_CONTACT_COLUMNS,
+    ALERT_SEGMENT_ATTRS,
+    CONTACT_COLUMNS,
+)
 from cxpulse.streams.contacts import DEFAULT_SHIFTS
 
 if TYPE_CHECKING:
@@ -128,11 +133,12 @@ class Settings(BaseSettings):
     alert_fire_after: int = Field(2, ge=1, description="Breaching evaluations before firing.")
     alert_resolve_after: int = Field(2, ge=1, description="Clean evaluations before resolving.")
     alert_segments: str = Field(
-        "device,product_line,region,tier",
+        ",".join(ALERT_SEGMENT_ATTRS),
         description="Journey attributes whose values are alerted on besides the overall rate.",
     )
     alert_contact_segments: str = Field(
-        "queue,channel", description="Contact columns (queue, channel, team, shift) alerted on."
+        ",".join(ALERT_CONTACT_COLUMNS),
+        description="Contact columns (queue, channel, team, shift) alerted on.",
     )
     alert_contact_settle_seconds: int = Field(
         300, ge=0, description="How old a contact must be to count (time to answer or abandon)."
@@ -236,7 +242,7 @@ class Settings(BaseSettings):
     @field_validator("alert_contact_segments")
     @classmethod
     def _contact_columns(cls, value: str) -> str:
-        unknown = set(_names(value)) - {"queue", "channel", "team", "shift"}
+        unknown = set(_names(value)) - set(CONTACT_COLUMNS)
         if unknown:
             raise ValueError(f"not contact columns: {sorted(unknown)}")
         return value

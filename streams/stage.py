@@ -37,7 +37,8 @@ from cxpulse.streams.keyed import (
     expired_keys,
     horizon_ms,
 )
-from cxpulse.streams.keystate import KeyState, record_key
+from cxpulse.streams.keystate import KeyState
+from cxpulse.streams.units import record_key
 
 ALLOWED_LATENESS_MS = 2 * 60_000
 #: A partition with no keyed message for this long (wall clock) and no consumer lag is quiet:

@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from cxpulse.streams import metrics
-from cxpulse.streams.keystate import KeyState, UnitRecord, decode_record, parse_record_key
+from cxpulse.streams.keystate import KeyState
+from cxpulse.streams.units import UnitRecord, decode_record, parse_record_key
 
 log = logging.getLogger(__name__)
 

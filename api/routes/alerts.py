@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from cxpulse.api.deps import Context, parse_time_ms
+from cxpulse.api.models import Alert, Alerts
 from cxpulse.api.problems import Problem
 from cxpulse.schemas.durations import parse_duration_ms
+from cxpulse.sinks import alert_queries
 from cxpulse.sinks import alerts as alert_rows
-from cxpulse.sinks import queries
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 MAX_SILENCE_MS = 30 * 86_400_000
@@ -32,11 +33,11 @@ def list_alerts(
         str | None,
         Query(description="Started before (RFC 3339)", json_schema_extra={"format": "date-time"}),
     ] = None,
-) -> dict[str, Any]:
+) -> Alerts:
     start_ms = parse_time_ms(start, "start") if start else None
     end_ms = parse_time_ms(end, "end") if end else None
-    rows = queries.alerts(ctx.store, state, start_ms, end_ms)
-    return {"alerts": [alert_rows.document(row) for row in rows]}
+    rows = alert_queries.alerts(ctx.store, state, start_ms, end_ms)
+    return Alerts(alerts=[Alert.model_validate(alert_rows.document(row)) for row in rows])
 
 
 class SilenceRequest(BaseModel):
@@ -46,12 +47,12 @@ class SilenceRequest(BaseModel):
     until: str | None = Field(None, examples=["2026-11-24T08:00:00Z"])
 
 
-@router.post("/{alert_id}/silence", summary="Silence an alert's notifications for a while")
+@router.post("/{alert_id:path}/silence", summary="Silence an alert's notifications for a while")
 def silence(
     ctx: Context,
     alert_id: Annotated[str, Path(description="An alert id from GET /v1/alerts.")],
     request: SilenceRequest,
-) -> dict[str, Any]:
+) -> Alert:
     now_ms = time.time_ns() // 1_000_000
     if (request.duration is None) == (request.until is None):
         raise Problem(400, "Bad request", "give exactly one of duration and until")
@@ -64,10 +65,10 @@ def silence(
         until_ms = parse_time_ms(str(request.until), "until")
     if not now_ms < until_ms <= now_ms + MAX_SILENCE_MS:
         raise Problem(400, "Bad request", "a silence ends in the future, within 30 days")
-    current = queries.alert(ctx.store, alert_id)
+    current = alert_queries.alert(ctx.store, alert_id)
     if current is None:
         raise Problem(404, "Not found", f"no alert {alert_id!r}")
     alert_rows.silence(ctx.store, alert_id, until_ms, now_ms)
-    updated = queries.alert(ctx.store, alert_id)
+    updated = alert_queries.alert(ctx.store, alert_id)
     assert updated is not None
-    return alert_rows.document(updated)
+    return Alert.model_validate(alert_rows.document(updated))

@@ -15,8 +15,15 @@ from cxpulse.api.deps import (
     segment_key,
     segment_of,
 )
+from cxpulse.api.models import (
+    FunnelBreakdown,
+    FunnelDefinition,
+    Funnels,
+    FunnelSummary,
+    FunnelTimeseries,
+)
 from cxpulse.api.problems import Problem
-from cxpulse.sinks import queries
+from cxpulse.sinks import funnel_queries
 from cxpulse.streams.funnels import FunnelSpec
 
 router = APIRouter(prefix="/v1/funnels", tags=["funnels"])
@@ -32,17 +39,17 @@ def _funnel(ctx: Context, name: str) -> FunnelSpec:
 
 
 @router.get("", summary="The configured funnels and their steps")
-async def list_funnels(ctx: Context) -> dict[str, Any]:
-    return {
-        "funnels": [
-            {
-                "name": f.name,
-                "steps": [s.name for s in f.steps],
-                "conversion_window_seconds": f.conversion_window_seconds,
-            }
+async def list_funnels(ctx: Context) -> Funnels:
+    return Funnels(
+        funnels=[
+            FunnelDefinition(
+                name=f.name,
+                steps=[s.name for s in f.steps],
+                conversion_window_seconds=f.conversion_window_seconds,
+            )
             for f in ctx.funnels.values()
         ]
-    }
+    )
 
 
 FunnelName = Annotated[str, Path(description="A funnel name from GET /v1/funnels.")]
@@ -51,7 +58,7 @@ FunnelName = Annotated[str, Path(description="A funnel name from GET /v1/funnels
 @router.get(
     "/{name}/summary",
     summary="Journeys, outcomes and per-step figures of a funnel",
-    response_model=dict[str, Any],
+    response_model=FunnelSummary,
 )
 async def summary(name: FunnelName, ctx: Context, window: Range, request: Request) -> Response:
     """Extra query parameters filter by segment attribute, e.g. `?device=mobile&tier=business`.
@@ -60,7 +67,7 @@ async def summary(name: FunnelName, ctx: Context, window: Range, request: Reques
     segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:
-        result = queries.funnel_summary(
+        result = funnel_queries.funnel_summary(
             ctx.store, name, steps, window.start_ms, window.end_ms, segment
         )
         return {
@@ -71,13 +78,13 @@ async def summary(name: FunnelName, ctx: Context, window: Range, request: Reques
         }
 
     key = ("summary", name, window.start_ms, window.end_ms, segment_key(segment))
-    return await figures(ctx, key, compute)
+    return await figures(ctx, key, FunnelSummary, compute)
 
 
 @router.get(
     "/{name}/timeseries",
     summary="Journeys, reached and dropped per time bucket",
-    response_model=dict[str, Any],
+    response_model=FunnelTimeseries,
 )
 async def timeseries(
     name: FunnelName,
@@ -95,7 +102,7 @@ async def timeseries(
     segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:
-        rows = queries.funnel_timeseries(
+        rows = funnel_queries.funnel_timeseries(
             ctx.store, name, steps, window.start_ms, window.end_ms, seconds, segment
         )
         return {
@@ -107,7 +114,7 @@ async def timeseries(
         }
 
     key = ("timeseries", name, window.start_ms, window.end_ms, seconds, step, segment_key(segment))
-    return await figures(ctx, key, compute)
+    return await figures(ctx, key, FunnelTimeseries, compute)
 
 
 def _point(row: dict[str, Any], steps: list[str], step: str | None) -> dict[str, Any]:
@@ -126,7 +133,7 @@ def _point(row: dict[str, Any], steps: list[str], step: str | None) -> dict[str,
 @router.get(
     "/{name}/breakdown",
     summary="Funnel figures per value of one segment attribute",
-    response_model=dict[str, Any],
+    response_model=FunnelBreakdown,
 )
 async def breakdown(
     name: FunnelName,
@@ -139,7 +146,7 @@ async def breakdown(
     segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:
-        rows = queries.funnel_breakdown(
+        rows = funnel_queries.funnel_breakdown(
             ctx.store, name, steps, by, window.start_ms, window.end_ms, segment
         )
         return {
@@ -152,4 +159,4 @@ async def breakdown(
         }
 
     key = ("breakdown", name, by, window.start_ms, window.end_ms, segment_key(segment))
-    return await figures(ctx, key, compute)
+    return await figures(ctx, key, FunnelBreakdown, compute)

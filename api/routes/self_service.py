@@ -15,7 +15,8 @@ from cxpulse.api.deps import (
     segment_of,
     series,
 )
-from cxpulse.sinks import queries
+from cxpulse.api.models import Containment
+from cxpulse.sinks import containment_queries
 
 router = APIRouter(prefix="/v1/self-service", tags=["self-service"])
 _RESERVED = {"start", "end", "interval"}
@@ -24,7 +25,7 @@ _RESERVED = {"start", "end", "interval"}
 @router.get(
     "/containment",
     summary="Self-service containment and cost to serve",
-    response_model=dict[str, Any],
+    response_model=Containment,
 )
 async def containment(
     ctx: Context,
@@ -42,7 +43,7 @@ async def containment(
     }
 
     def compute() -> dict[str, Any]:
-        [overall] = queries.containment(
+        [overall] = containment_queries.containment(
             ctx.store, window.start_ms, window.end_ms, filters=segment, **costs
         )
         result: dict[str, Any] = {
@@ -52,7 +53,7 @@ async def containment(
             "currency": ctx.settings.currency,
         }
         if seconds is not None:
-            points = queries.containment(
+            points = containment_queries.containment(
                 ctx.store, window.start_ms, window.end_ms, filters=segment, interval_s=seconds,
                 **costs,
             )  # fmt: skip
@@ -60,4 +61,4 @@ async def containment(
         return result
 
     key = ("containment", window.start_ms, window.end_ms, seconds, segment_key(segment))
-    return await figures(ctx, key, compute)
+    return await figures(ctx, key, Containment, compute)

@@ -24,24 +24,10 @@ from typing import Any
 import orjson
 
 from cxpulse.streams import topics
-from cxpulse.streams.simulator.model import DAY_MS, HOUR_MS, MINUTE_MS, format_ms, parse_ms
+from cxpulse.streams.simulator.clock import DAY_MS, HOUR_MS, MINUTE_MS, format_ms, parse_ms
 
 PORTAL_TOPIC = topics.PORTAL.name
 CONTACT_TOPIC = topics.CONTACT.name
-
-#: Dead-letter reason codes, one kind of malformed message each (drawn uniformly).
-MALFORMED_REASONS: tuple[str, ...] = (
-    "invalid_json",
-    "not_an_object",
-    "missing_field",
-    "wrong_type",
-    "invalid_value",
-    "unknown_type",
-    "unsupported_version",
-    "too_old",
-    "in_future",
-    "invalid_utf8",
-)
 
 #: A duplicate follows its original within this much stream time (producer retry after timeout).
 DUPLICATE_MAX_DELAY_MS = 2_000
@@ -166,7 +152,7 @@ def _doc(event: Mapping[str, Any], rng: random.Random, n: int) -> dict[str, Any]
     return doc
 
 
-def _invalid_json(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _invalid_json(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     whole = orjson.dumps(doc)
     variant = rng.randrange(3)
     if variant == 0:
@@ -176,26 +162,26 @@ def _invalid_json(doc: dict[str, Any], rng: random.Random) -> bytes:
     return b""
 
 
-def _invalid_utf8(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _invalid_utf8(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     """A producer that cut a multi-byte character in half, or sent Latin-1: one byte that is
     not UTF-8 inside a string (anywhere, unknown fields included, is rejected)."""
     doc["attrs"] = {**doc.get("attrs", {}), "note": "caf@"}
     return orjson.dumps(doc).replace(b"caf@", rng.choice([b"caf\xe9", b"caf\xc3", b"\xff"]))
 
 
-def _not_an_object(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _not_an_object(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     if rng.random() < 0.5:
         return orjson.dumps([doc])
     return str(rng.randint(-1000, 100_000)).encode()
 
 
-def _missing_field(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _missing_field(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     id_field = "contact_id" if str(doc.get("type", "")).startswith("cc.") else "session_id"
     del doc[rng.choice(("event_id", "type", "occurred_at", id_field))]
     return orjson.dumps(doc)
 
 
-def _wrong_type(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _wrong_type(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     data = doc.get("data")
     options: list[Callable[[], None]] = [
         lambda: doc.__setitem__("event_id", rng.randint(1, 10**9)),
@@ -216,7 +202,7 @@ def _wrong_type(doc: dict[str, Any], rng: random.Random) -> bytes:
     return orjson.dumps(doc)
 
 
-def _invalid_value(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _invalid_value(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     data = doc.get("data")
     options: list[Callable[[], None]] = [
         lambda: doc.__setitem__("event_id", doc["event_id"].ljust(rng.randint(65, 200), "x")),
@@ -239,7 +225,7 @@ def _invalid_value(doc: dict[str, Any], rng: random.Random) -> bytes:
     return orjson.dumps(doc)
 
 
-def _unknown_type(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _unknown_type(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     """A portal-looking event of a type nobody defined (cc events are reshaped to portal)."""
     if "session_id" not in doc:
         doc.pop("contact_id", None)
@@ -249,12 +235,24 @@ def _unknown_type(doc: dict[str, Any], rng: random.Random) -> bytes:
     return orjson.dumps(doc)
 
 
-def _unsupported_version(doc: dict[str, Any], rng: random.Random) -> bytes:
+def _unsupported_version(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
     doc["schema_version"] = 2
     return orjson.dumps(doc)
 
 
-_BUILDERS: dict[str, Callable[[dict[str, Any], random.Random], bytes]] = {
+def _too_old(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
+    doc["occurred_at"] = format_ms(event_ms - TOO_OLD_MS)
+    return orjson.dumps(doc)
+
+
+def _in_future(doc: dict[str, Any], rng: random.Random, event_ms: int) -> bytes:
+    doc["occurred_at"] = format_ms(event_ms + IN_FUTURE_MS)
+    return orjson.dumps(doc)
+
+
+#: One fault per dead-letter reason of the contract (schemas.validate.REASONS) but too_large and
+#: too_deep, which only bulk (64 KiB, deep nesting) would earn. Drawn uniformly, in this order.
+_BUILDERS: dict[str, Callable[[dict[str, Any], random.Random, int], bytes]] = {
     "invalid_json": _invalid_json,
     "not_an_object": _not_an_object,
     "missing_field": _missing_field,
@@ -262,8 +260,12 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], random.Random], bytes]] = {
     "invalid_value": _invalid_value,
     "unknown_type": _unknown_type,
     "unsupported_version": _unsupported_version,
+    "too_old": _too_old,
+    "in_future": _in_future,
     "invalid_utf8": _invalid_utf8,
 }
+#: The reason codes malformed messages carry.
+MALFORMED_REASONS: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def malformed_message(
@@ -280,12 +282,4 @@ def malformed_message(
     topic, key = _route(event)
     if reason == "unknown_type":
         topic = PORTAL_TOPIC
-    if reason == "too_old":
-        doc["occurred_at"] = format_ms(event_ms - TOO_OLD_MS)
-        value = orjson.dumps(doc)
-    elif reason == "in_future":
-        doc["occurred_at"] = format_ms(event_ms + IN_FUTURE_MS)
-        value = orjson.dumps(doc)
-    else:
-        value = _BUILDERS[reason](doc, rng)
-    return Message(topic, key, value, "malformed", None, reason)
+    return Message(topic, key, _BUILDERS[reason](doc, rng, event_ms), "malformed", None, reason)

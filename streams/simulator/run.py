@@ -10,52 +10,17 @@ import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
 
-from cxpulse.schemas.durations import parse_duration_ms
 from cxpulse.schemas.validate import Rejection, validate
-from cxpulse.streams.simulator.groundtruth import compute_ground_truth, epoch_ms
-from cxpulse.streams.simulator.model import Incident, SimConfig, generate, parse_ms
+from cxpulse.streams.simulator.clock import parse_ms
+from cxpulse.streams.simulator.config import SimConfig
+from cxpulse.streams.simulator.groundtruth import compute_ground_truth
 from cxpulse.streams.simulator.noise import Message, NoiseConfig, add_noise
-
-
-def parse_time_ms(text: str, now_ms: int, relative_to: int | None = None) -> int:
-    """'now', '-2h' / '+30m' (relative to `relative_to`, default now) or RFC 3339 with offset."""
-    text = text.strip()
-    if text == "now":
-        return now_ms
-    if text[:1] in "+-":
-        sign = -1 if text[0] == "-" else 1
-        return (now_ms if relative_to is None else relative_to) + sign * parse_duration_ms(text[1:])
-    stamp = datetime.fromisoformat(text)
-    if stamp.tzinfo is None:
-        raise ValueError(f"{text!r} needs a UTC offset, e.g. 2026-11-23T10:00:00+00:00")
-    return parse_ms(stamp.isoformat())
-
-
-def parse_incident(text: str, start_ms: int, now_ms: int) -> Incident:
-    """'step=troubleshoot,start=+30m,end=+90m,extra=0.2,product_line=printers'.
-
-    start/end are relative to the simulation start (or absolute RFC 3339); every key other than
-    step/start/end/extra selects the segment.
-    """
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"incident part {part!r} is not name=value")
-        fields[name.strip()] = value.strip()
-    if "step" not in fields:
-        raise ValueError("an incident needs step=<funnel step>")
-    step = fields.pop("step")
-    begin = parse_time_ms(fields.pop("start", "+0s"), now_ms, start_ms)
-    end_text = fields.pop("end", None)
-    end = parse_time_ms(end_text, now_ms, start_ms) if end_text else None
-    extra = float(fields.pop("extra", "0.2"))
-    return Incident(step=step, segment=fields, start_ms=begin, end_ms=end, extra_dropoff=extra)
+from cxpulse.streams.simulator.stream import generate
+from cxpulse.streams.simulator.truth_events import epoch_ms
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from cxpulse.api.app import create_api
 from cxpulse.api.auth import ApiKeys, hash_key
 from cxpulse.api.cache import ResultCache
-from cxpulse.sinks import queries
+from cxpulse.sinks import contact_queries, containment_queries, funnel_queries
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore, Row, Store
 from cxpulse.streams.funnels import load_funnels
@@ -79,7 +79,7 @@ def test_funnel_summary_equals_the_stored_figures(client: TestClient, store: Chd
     steps = [s.name for s in load_funnels()[0].steps]
     body = client.get("/v1/funnels/self_service/summary", params={"start": START, "end": END,
                       "device": "mobile"}, headers=AUTH).json()  # fmt: skip
-    expected = queries.funnel_summary(store, "self_service", steps, _ms(START), _ms(END),
+    expected = funnel_queries.funnel_summary(store, "self_service", steps, _ms(START), _ms(END),
                                       {"device": "mobile"})  # fmt: skip
     assert body["journeys"] == expected["journeys"] > 0
     assert body["outcomes"] == expected["outcomes"]
@@ -107,11 +107,11 @@ def test_timeseries_breakdown_kpis_containment_freshness(
     assert sum(v["journeys"] for v in by["values"]) == total["journeys"]
     kpis = client.get("/v1/contact-center/kpis", params={**window, "channel": "voice",
                       "interval": "6h"}, headers=AUTH).json()  # fmt: skip
-    [expected] = queries.contact_kpis(store, _ms(START), _ms(END), {"channel": "voice"})
+    [expected] = contact_queries.contact_kpis(store, _ms(START), _ms(END), {"channel": "voice"})
     assert {k: kpis[k] for k in expected} == expected
     assert sum(p["counts"]["contacts"] for p in kpis["series"]) == kpis["counts"]["contacts"] > 0
     containment = client.get("/v1/self-service/containment", params=window, headers=AUTH).json()
-    [expected] = queries.containment(store, _ms(START), _ms(END))
+    [expected] = containment_queries.containment(store, _ms(START), _ms(END))
     assert {k: containment[k] for k in expected} == expected
     assert containment["currency"] == "USD"
     fresh = client.get("/v1/freshness", headers=AUTH).json()
@@ -132,6 +132,7 @@ def test_timeseries_breakdown_kpis_containment_freshness(
         ("/v1/funnels/self_service/timeseries", {"step": "nope"}, 400, "no step"),
         ("/v1/funnels/self_service/breakdown", {}, 422, "see errors"),
         ("/v1/contact-center/kpis", {"interval": "soon"}, 400, "not a duration"),
+        ("/v1/contact-center/kpis", {"channel": "fax"}, 422, "see errors"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_problem_details(
@@ -287,6 +288,13 @@ def test_alerts_list_and_silence(client: TestClient, store: ChdbStore) -> None:
 
     assert client.post("/v1/alerts/nope/silence", json={"duration": "1h"},
                        headers=AUTH).status_code == 404  # fmt: skip
+    # Real ids hold slashes (rule/funnel/step/segment, design section 7), raw or encoded.
+    slashed = "dropoff_rising/self_service/troubleshoot/device=mobile"
+    store.insert("alerts", [alert(slashed, "firing", NOW - HOUR)])
+    for path in (slashed, slashed.replace("/", "%2F")):
+        answer = client.post(f"/v1/alerts/{path}/silence", json={"duration": "1h"}, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["id"] == slashed
     both = client.post("/v1/alerts/a-firing/silence", json={"duration": "1h",
                        "until": "2030-01-01T00:00:00Z"}, headers=AUTH)  # fmt: skip
     assert both.status_code == 400

@@ -16,14 +16,14 @@ import pytest
 
 from cxpulse.dashboards.build import Documents, documents
 from cxpulse.dashboards.config import BoardConfig
-from cxpulse.dashboards.sql import CONTACT_COLUMNS, SEGMENT_ATTRS
 from cxpulse.schemas.times import ch_time
-from cxpulse.sinks import queries
+from cxpulse.schemas.vocabulary import CONTACT_COLUMNS, SEGMENT_ATTRS
+from cxpulse.sinks import alert_queries, contact_queries, containment_queries, funnel_queries
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import alerting
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.settings import Settings
-from cxpulse.streams.simulator.model import Incident, SimConfig
+from cxpulse.streams.simulator.config import Incident, SimConfig
 from tests.support.grafana import expand
 from tests.support.history import load_history
 
@@ -155,7 +155,7 @@ def test_funnel_panels_equal_the_api_figures(store: ChdbStore, docs: Documents) 
     steps_sql = _panel(docs, uid, "Conversion and drop-off per step")
     for filters in ({}, {"device": "mobile", "tier": "consumer"}):
         _, rows = run(store, steps_sql, **{k: [v] for k, v in filters.items()})
-        expected = queries.funnel_summary(store, FUNNEL.name, STEPS, START, END, filters)
+        expected = funnel_queries.funnel_summary(store, FUNNEL.name, STEPS, START, END, filters)
         assert expected["journeys"] > 500
         assert [r["step"] for r in rows] == STEPS
         for row, step in zip(rows, expected["steps"], strict=True):
@@ -168,7 +168,7 @@ def test_funnel_panels_equal_the_api_figures(store: ChdbStore, docs: Documents) 
     assert two == one
 
     _, series = run(store, _panel(docs, uid, "Drop-off rate per step over time"))
-    api_series = queries.funnel_timeseries(store, FUNNEL.name, STEPS, START, END, INTERVAL_S)
+    api_series = funnel_queries.funnel_timeseries(store, FUNNEL.name, STEPS, START, END, INTERVAL_S)
     assert len(series) == len(api_series) == 12
     for row, bucket in zip(series, api_series, strict=True):
         assert _epoch_ms(row["time"]) == bucket["bucket_ms"]
@@ -177,14 +177,14 @@ def test_funnel_panels_equal_the_api_figures(store: ChdbStore, docs: Documents) 
             assert row[step] == (dropped / reached if reached else None)
 
     _, heat = run(store, _panel(docs, uid, "Drop-off rate: segment x step"), breakdown=["tier"])
-    groups = queries.funnel_breakdown(store, FUNNEL.name, STEPS, "tier", START, END)
+    groups = funnel_queries.funnel_breakdown(store, FUNNEL.name, STEPS, "tier", START, END)
     assert [r["value"] for r in heat] == [g["value"] for g in groups] == ["business", "consumer"]
     for row, group in zip(heat, groups, strict=True):
         assert row["journeys"] == group["journeys"]
         assert row["troubleshoot"] == group["dropped"][3] / group["reached"][3]
 
     _, escalations = run(store, _panel(docs, uid, "Escalations by the step where customers left"))
-    summary = queries.funnel_summary(store, FUNNEL.name, STEPS, START, END)
+    summary = funnel_queries.funnel_summary(store, FUNNEL.name, STEPS, START, END)
     assert [r["escalated"] for r in escalations] == [s["escalated"] for s in summary["steps"]]
 
 
@@ -200,12 +200,12 @@ CONTAINMENT_PANELS = {"Portal journeys": "journeys", "Containment": "containment
 def test_containment_cost_and_savings_equal_the_api(store: ChdbStore, docs: Documents) -> None:
     uid = "cxpulse-funnel-self_service"
     for filters in ({}, {"region": "emea"}):
-        (api,) = queries.containment(store, START, END, filters=filters)
+        (api,) = containment_queries.containment(store, START, END, filters=filters)
         for title, field in CONTAINMENT_PANELS.items():
             _, rows = run(store, _panel(docs, uid, title), **{k: [v] for k, v in filters.items()})
             assert rows == [{field: api[field]}], title
     _, series = run(store, _panel(docs, uid, "Containment over time"))
-    api_series = queries.containment(store, START, END, interval_s=INTERVAL_S)
+    api_series = containment_queries.containment(store, START, END, interval_s=INTERVAL_S)
     assert [r["containment_rate"] for r in series] == [b["containment_rate"] for b in api_series]
 
 
@@ -214,7 +214,7 @@ def test_contact_center_panels_equal_the_api_kpis(store: ChdbStore, docs: Docume
     by = run(store, _panel(docs, uid, "KPIs by ${by}"))[1]
     busiest = max((r for r in by if r["value"]), key=lambda r: r["contacts"])["value"]
     for filters in ({}, {"queue": busiest}, {"channel": "voice", "shift": "night"}):
-        (api,) = queries.contact_kpis(store, START, END, filters)
+        (api,) = contact_queries.contact_kpis(store, START, END, filters)
         assert api["counts"]["contacts"] > 0
         for title, field in [("Service level", "service_level"), ("ASA", "asa_seconds"),
                              ("Abandonment", "abandonment_rate"), ("AHT", "aht_seconds"),
@@ -226,18 +226,18 @@ def test_contact_center_panels_equal_the_api_kpis(store: ChdbStore, docs: Docume
             _, rows = run(store, _panel(docs, uid, title), **{k: [v] for k, v in filters.items()})
             assert rows == [{field: api[field]}], (filters, title)
     for row in by:
-        (api,) = queries.contact_kpis(store, START, END, {"queue": row["value"]})
+        (api,) = contact_queries.contact_kpis(store, START, END, {"queue": row["value"]})
         assert row["service_level"] == api["service_level"]
         assert row["contacts"] == api["counts"]["contacts"]
     _, series = run(store, _panel(docs, uid, "Service level and abandonment"))
-    api_series = queries.contact_kpis(store, START, END, interval_s=INTERVAL_S)
+    api_series = contact_queries.contact_kpis(store, START, END, interval_s=INTERVAL_S)
     assert [(r["service_level"], r["abandonment_rate"]) for r in series] == [
         (b["service_level"], b["abandonment_rate"]) for b in api_series
     ]
 
 
 def test_freshness_and_alert_panels(store: ChdbStore, docs: Documents) -> None:
-    newest = min(p["newest_ms"] for p in queries.freshness(store))
+    newest = min(p["newest_ms"] for p in funnel_queries.freshness(store))
     for board in docs.dashboards:
         _, rows = run(store, _panel(docs, board["uid"], "Data as of (seconds ago)"))
         assert rows[0]["freshness_seconds"] == pytest.approx(time.time() - newest / 1000, abs=5)
@@ -246,7 +246,9 @@ def test_freshness_and_alert_panels(store: ChdbStore, docs: Documents) -> None:
     assert [(r["step"], r["segment_text"]) for r in firing] == [("troubleshoot", "device=mobile")]
     assert firing[0]["rise"] == pytest.approx(0.84 / 0.52)
     _, history = run(store, _panel(docs, "cxpulse-oncall", "Alert history"))
-    assert [r["id"] for r in history] == [a["id"] for a in queries.alerts(store, None, START, END)]
+    assert [r["id"] for r in history] == [
+        a["id"] for a in alert_queries.alerts(store, None, START, END)
+    ]
     assert len(history) == 2
     _, only = run(store, _panel(docs, "cxpulse-oncall", "Alert history"), device=["mobile"])
     assert [r["rule"] for r in only] == ["dropoff_rising"]
@@ -265,13 +267,13 @@ def _rule_sql(docs: Documents, uid: str) -> str:
 def test_dropoff_rule_judges_as_the_worker_does(
     store: ChdbStore, docs: Documents, minutes_ago: int
 ) -> None:
-    """Same counts as `queries.timely_dropoff` with tau fixed at the cap, same verdicts as
+    """Same counts as `alert_queries.timely_dropoff` with tau fixed at the cap, same verdicts as
     `alerting.judge`; the mobile troubleshoot incident fires."""
     config = _config()
     at = NOW - minutes_ago * MINUTE
     columns, rows = run(store, _rule_sql(docs, "cxpulse-dropoff-self_service"), end=at)
     assert columns == {"step": "String", "segment": "String", "z_breach": "Float64"}
-    counts = queries.timely_dropoff(
+    counts = alert_queries.timely_dropoff(
         store, FUNNEL.name, {k: config.tau_seconds * 1000 for k in range(1, len(STEPS))}, at,
         window_ms=config.window_seconds * 1000, baseline_ms=config.baseline_seconds * 1000,
         span_ms=FUNNEL.window_ms, segment_attrs=config.segment_attrs,
@@ -291,7 +293,7 @@ def test_dropoff_rule_judges_as_the_worker_does(
 
 def test_contact_rules_judge_as_the_worker_does(store: ChdbStore, docs: Documents) -> None:
     config = _config()
-    counts = queries.contact_alert_counts(
+    counts = alert_queries.contact_alert_counts(
         store, END, settle_ms=config.contact_settle_seconds * 1000,
         window_ms=config.window_seconds * 1000, baseline_ms=config.baseline_seconds * 1000,
         segment_columns=config.contact_segments,

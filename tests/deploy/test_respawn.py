@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from cxpulse.deploy import stack
-from cxpulse.deploy.stack import MAX_RESTARTS, REDO_EXIT, Respawned
+from cxpulse.deploy import children
+from cxpulse.deploy.children import MAX_RESTARTS, REDO_EXIT, Respawned
 
 
 def _exiting(codes: list[int]) -> Respawned:
@@ -36,7 +36,7 @@ def test_a_worker_that_exits_to_redo_its_work_is_started_again_until_it_loops() 
     assert len(workers.restarts) == MAX_RESTARTS
     assert failure == (
         f"the worker exited with code {REDO_EXIT} ({MAX_RESTARTS} restarts in "
-        f"{stack.RESTART_WINDOW_S:.0f} s); see its log"
+        f"{children.RESTART_WINDOW_S:.0f} s); see its log"
     )
 
 

@@ -17,15 +17,28 @@ from tests.conftest import shared_libs_dir
 from tests.deploy.test_kafka_broker import _alive, _wait_dead
 
 
+def _get(url: str, key: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def _api_serves_the_figures(stack: dict, data_dir: Path) -> bool:
     key = (data_dir / "api_key").read_text().strip()
-    request = urllib.request.Request(
-        f"{stack['api_url']}/v1/funnels/self_service/summary",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = json.loads(response.read())
+    body = _get(f"{stack['api_url']}/v1/funnels/self_service/summary", key)
     return body["funnel"] == "self_service" and body["journeys"] >= 0
+
+
+def _history_closes_journeys(stack: dict, data_dir: Path) -> bool:
+    """The history a first start sends closes journeys soon: live traffic alone closes none for
+    its first half hour."""
+    key = (data_dir / "api_key").read_text().strip()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if _get(f"{stack['api_url']}/v1/self-service/containment", key)["closed"] > 0:
+            return True
+        time.sleep(2)
+    return False
 
 
 #: Input that once stopped `up` for good ("the worker exited with code 70"), and its reasons.
@@ -72,13 +85,13 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         CXPULSE_API_PORT=str(free_port()),
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cxpulse.deploy.cli", "up", "--rate", "20"],
+        [sys.executable, "-m", "cxpulse.deploy.cli", "up", "--rate", "20", "--history", "1h"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
     output: list[str] = []
     stack: dict = {}
-    api_checked = False
+    api_checked = history_checked = False
     deadline = time.monotonic() + 120
     try:
         for line in proc.stdout:
@@ -88,6 +101,7 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
             stored = re.search(r"journeys=(\d+)", line)
             if line.startswith("rows stored:") and stored and int(stored.group(1)) > 0:
                 api_checked = _api_serves_the_figures(stack, data_dir)
+                history_checked = _history_closes_journeys(stack, data_dir)
                 _survives_hostile_input(stack["kafka_bootstrap"], proc)
                 break
             assert time.monotonic() < deadline, "".join(output)
@@ -100,7 +114,13 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     text = "".join(output)
     assert proc.returncode == 0, text
     assert api_checked, text
+    assert history_checked, text
     assert "cxpulse is running" in text
+    assert "1 h of history first (a first start), then live traffic" in text
+    assert "Try next:\n  cxpulse watch" in text
+    [(key, url)] = re.findall(r"^  curl -H 'Authorization: Bearer (\S+)' '(\S+)'$", text, re.M)
+    assert key == (data_dir / "api_key").read_text().strip()
+    assert url == f"{stack['api_url']}/v1/funnels/self_service/summary"
     assert "no process left running" in text
     pids = [stack["broker_pid"], *stack["worker_pids"]]
     assert all(isinstance(pid, int) for pid in pids)

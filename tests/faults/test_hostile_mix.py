@@ -25,9 +25,9 @@ from cxpulse.streams import topics
 from cxpulse.streams.dlq import read_dead_letters
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.keyed import event_cost
-from cxpulse.streams.simulator.groundtruth import epoch_ms
 from cxpulse.streams.simulator.noise import Message
 from cxpulse.streams.simulator.output import send_to_kafka
+from cxpulse.streams.simulator.truth_events import epoch_ms
 from tests.support.kafka import wait_drained
 from tests.support.truth import HOUR, assert_store_equals_truth, ground_truth, history
 from tests.support.workers import alive_check, worker_pool, writer_thread

@@ -218,7 +218,7 @@ def test_event_time_resolution_matches_the_ground_truth(
     second: int, fraction: str, offset: str, separator: str
 ) -> None:
     """Digits below the microsecond round (7th digit >= 5 up), then milliseconds truncate."""
-    from cxpulse.streams.simulator.groundtruth import epoch_ms
+    from cxpulse.streams.simulator.truth_events import epoch_ms
 
     clock = f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
     text = f"2026-11-23{separator}{clock}{'.' + fraction if fraction else ''}{offset}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cxpulse.schemas.times import ch_time
-from cxpulse.sinks import queries
+from cxpulse.sinks import alert_batches, alert_queries
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import Store
 
@@ -46,7 +46,7 @@ JOURNEYS = [
 def test_timely_dropoff_counts_window_and_baseline_per_step_and_segment(store: Store) -> None:
     migrate(store)
     store.insert("journey_funnels", JOURNEYS)
-    rows = queries.timely_dropoff(
+    rows = alert_queries.timely_dropoff(
         store, "f", {1: 60 * S, 2: 120 * S}, T, window_ms=600 * S, baseline_ms=3600 * S,
         span_ms=86_400 * S, segment_attrs=["device"],
     )  # fmt: skip
@@ -66,14 +66,14 @@ def test_step_delay_p90_reads_only_what_was_known(store: Store) -> None:
     store.insert("journey_funnels", JOURNEYS)
     # Step 1 delays that made it: j1 30 s, j2 90 s, j4 5 s, j9 20 s -> p90 (exact, high) 90 s.
     # Step 2: j9 480 s and j2 10 s.
-    assert queries.step_delay_p90(store, "f", 3, T - 6000 * S, T, 86_400 * S) == {
+    assert alert_queries.step_delay_p90(store, "f", 3, T - 6000 * S, T, 86_400 * S) == {
         1: 90 * S, 2: 480 * S}  # fmt: skip
     # Up to T-390 s only j9 made step 1 (j2 made it at T-310 s: later) and j9 step 2 (T-1500 s).
-    assert queries.step_delay_p90(store, "f", 3, T - 6000 * S, T - 390 * S, 86_400 * S) == {
+    assert alert_queries.step_delay_p90(store, "f", 3, T - 6000 * S, T - 390 * S, 86_400 * S) == {
         1: 20 * S, 2: 480 * S}  # fmt: skip
-    assert queries.step_delay_p90(store, "f", 3, T - 6000 * S, T - 1600 * S, 86_400 * S) == {
+    assert alert_queries.step_delay_p90(store, "f", 3, T - 6000 * S, T - 1600 * S, 86_400 * S) == {
         1: 20 * S}  # fmt: skip
-    assert queries.step_delay_p90(store, "f", 3, T - 6000 * S, T - 1990 * S, 86_400 * S) == {}
+    assert alert_queries.step_delay_p90(store, "f", 3, T - 6000 * S, T - 1990 * S, 86_400 * S) == {}
 
 
 def _contact(
@@ -96,7 +96,7 @@ CONTACTS = [
 def test_contact_alert_counts(store: Store) -> None:
     migrate(store)
     store.insert("contacts", CONTACTS)
-    rows = queries.contact_alert_counts(
+    rows = alert_queries.contact_alert_counts(
         store, T, settle_ms=300 * S, window_ms=600 * S, baseline_ms=3600 * S
     )
     got = {(r["attr"], r["value"]): tuple(int(r[c]) for c in (
@@ -120,19 +120,19 @@ def test_batches_equal_the_single_point_queries_at_every_point(store: Store) -> 
     taus = {1: 60 * S, 2: 120 * S}
     first, every, points, known = T - 1500 * S, 30 * S, 80, 50
     spans = {"window_ms": 600 * S, "baseline_ms": 3600 * S}
-    dropoff = queries.timely_dropoff_batch(
+    dropoff = alert_batches.timely_dropoff_batch(
         store, "f", taus, first, every_ms=every, points=points, known=known, span_ms=86_400 * S,
         segment_attrs=["device", "tier"], **spans,
     )  # fmt: skip
-    contacts = queries.contact_alert_batch(store, first, every_ms=every, points=points,
+    contacts = alert_batches.contact_alert_batch(store, first, every_ms=every, points=points,
                                            known=known, settle_ms=300 * S, **spans)  # fmt: skip
-    entries = queries.funnel_entries_batch(store, "f", first, every_ms=every, points=points,
+    entries = alert_batches.funnel_entries_batch(store, "f", first, every_ms=every, points=points,
                                            known=known, span_ms=600 * S,
                                            baseline_ms=3600 * S)  # fmt: skip
     moving = 0
     for j in range(points):
         at = first + j * every
-        rows = queries.timely_dropoff(store, "f", taus, at, span_ms=86_400 * S,
+        rows = alert_queries.timely_dropoff(store, "f", taus, at, span_ms=86_400 * S,
                                       segment_attrs=["device", "tier"], **spans)  # fmt: skip
         keyed = {(r["k"], r["attr"], r["value"]): r for r in rows}
         assert dropoff.baselines[j] == {
@@ -142,7 +142,7 @@ def test_batches_equal_the_single_point_queries_at_every_point(store: Store) -> 
             assert dropoff.windows[j] == {
                 k: (r["window_n"], r["window_hits"]) for k, r in keyed.items() if r["window_n"]
             }
-        rows = queries.contact_alert_counts(store, at, settle_ms=300 * S, **spans)
+        rows = alert_queries.contact_alert_counts(store, at, settle_ms=300 * S, **spans)
         names = ("sl_n", "sl_misses", "queued", "abandoned")
         for part, counts in (("base", contacts.baselines[j]),
                              ("window", contacts.windows[j] if j < known else None)):  # fmt: skip

@@ -1,27 +1,33 @@
 """The store writer on the real broker: batches, commits after insert, survives a store outage,
 dead-letters rows the store refuses instead of stalling on them, and takes messages of one row
-or of many (one per line, as the row batcher sends them)."""
+or of many (one per line, as the row batcher sends them). Its sink, on chdb alone: refused rows
+are split off and handed back, an outage is raised."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from cxpulse.schemas.times import ch_time
 from cxpulse.sinks.migrate import migrate
+from cxpulse.sinks.sink import StoreSink
 from cxpulse.sinks.store import ChdbStore, Row, StoreError
 from cxpulse.sinks.writer import StoreWriter, WriterStats, _all_storable, _unstorable
 from cxpulse.streams import topics
 from cxpulse.streams.dlq import read_dead_letters
-from cxpulse.streams.producer import JsonProducer
+from cxpulse.streams.producer import DeadLetterProducer, JsonProducer
 from cxpulse.streams.rowbatch import RowBatcher
 
 
@@ -55,12 +61,22 @@ def _topic(bootstrap: str) -> str:
     return topic
 
 
+def _writer(
+    store: ChdbStore, bootstrap: str, topic: str, group: str, **options: Any
+) -> StoreWriter:
+    """A writer of `topic` into events_raw, dead-lettering to the dead-letter topic."""
+    dead_letters = DeadLetterProducer(bootstrap, "writer")
+    return StoreWriter(
+        StoreSink(store), bootstrap, {topic: "events_raw"}, dead_letters, group_id=group, **options
+    )
+
+
 def _run_until(
     store: ChdbStore, bootstrap: str, topic: str, group: str, done: Callable[[WriterStats], bool]
 ) -> StoreWriter:
     """A writer of `topic` into events_raw, in a thread until `done(stats)` (at most 60 s)."""
     stop = threading.Event()
-    writer = StoreWriter(store, bootstrap, {topic: "events_raw"}, group_id=group, flush_seconds=0.2)
+    writer = _writer(store, bootstrap, topic, group, flush_seconds=0.2)
     thread = threading.Thread(target=writer.run, args=(stop,))
     thread.start()
     try:
@@ -75,9 +91,13 @@ def _run_until(
 
 def _assert_nothing_left(store: ChdbStore, bootstrap: str, topic: str, group: str) -> None:
     """A new writer of the group finds nothing to store or dead-letter: all was committed."""
-    again = StoreWriter(store, bootstrap, {topic: "events_raw"}, group_id=group, flush_seconds=0.2)
-    for _ in range(15):
-        again.poll_once(0.2)
+    again = _writer(store, bootstrap, topic, group, flush_seconds=0.2)
+    again.setup()
+    try:
+        for _ in range(15):
+            again.poll_once(0.2)
+    finally:
+        again.close()
     assert again.stats.rows_written == {}
     assert again.stats.dead_letters == 0
 
@@ -106,6 +126,12 @@ def test_rows_survive_a_store_outage_and_count_once(bootstrap: str, tmp_path) ->
 
 def _changed(i: int, **change: object) -> bytes:
     return orjson.dumps({**orjson.loads(_row(i)), **change})
+
+
+def _dead_letters_counted() -> float:
+    """The writer's `unstorable_row` dead letters in the Prometheus counter so far."""
+    labels = {"stage": "writer", "reason": "unstorable_row"}
+    return REGISTRY.get_sample_value("cxpulse_dead_letters_total", labels) or 0.0
 
 
 def test_rows_the_store_refuses_are_dead_lettered_and_the_rest_stored(
@@ -143,7 +169,9 @@ def test_rows_the_store_refuses_are_dead_lettered_and_the_rest_stored(
     store = ChdbStore(tmp_path / "chdb", "cxpulse_test")
     migrate(store)
     group = uuid.uuid4().hex
+    counted = _dead_letters_counted()
     writer = _run_until(store, bootstrap, topic, group, lambda s: s.dead_letters >= len(refused))
+    assert _dead_letters_counted() - counted == len(refused)
     assert writer.stats.rows_written == {"events_raw": 300}
     assert writer.stats.store_errors == 0  # refused data is not an outage: no backoff
     stored = store.query("SELECT event_id FROM events_raw FINAL ORDER BY event_id")
@@ -241,15 +269,14 @@ def test_batched_rows_are_stored_once_and_a_batch_fills_by_rows(bootstrap: str, 
     store = ChdbStore(tmp_path / "chdb", "cxpulse_test")
     migrate(store)
     group = uuid.uuid4().hex
-    writer = StoreWriter(store, bootstrap, {topic: "events_raw"}, group_id=group, batch_rows=100,
-                         flush_seconds=3600)  # fmt: skip
+    writer = _writer(store, bootstrap, topic, group, batch_rows=100, flush_seconds=3600)
+    writer.setup()
     deadline = time.monotonic() + 30
     while writer.stats.flushes == 0:
         assert time.monotonic() < deadline, "no flush: the batch never counted 100 rows"
         writer.poll_once(0.2)
-    stop = threading.Event()
-    stop.set()
-    writer.run(stop)  # the final flush
+    assert writer.flush()  # the final flush
+    writer.close()
     assert writer.stats.rows_written == {"events_raw": 600}
     assert writer.stats.dead_letters == 0
     assert store.query("SELECT count() AS n FROM events_raw FINAL")[0]["n"] == 600
@@ -267,8 +294,8 @@ def test_buffered_rows_are_flushed_when_due_not_a_poll_later(bootstrap: str, tmp
 
     store = ChdbStore(tmp_path / "chdb", "cxpulse_test")
     migrate(store)
-    writer = StoreWriter(store, bootstrap, {topic: "events_raw"}, group_id=uuid.uuid4().hex,
-                         flush_seconds=0.5)  # fmt: skip
+    writer = _writer(store, bootstrap, topic, uuid.uuid4().hex, flush_seconds=0.5)
+    writer.setup()
     polls: list[float] = []
     deadline = time.monotonic() + 60
     while writer.stats.flushes == 0:
@@ -279,10 +306,73 @@ def test_buffered_rows_are_flushed_when_due_not_a_poll_later(bootstrap: str, tmp
     # The poll that buffered the row waited its 5 s; the one that stored it woke when it was due.
     assert polls[-1] < 1.5, polls
     assert writer.stats.rows_written == {"events_raw": 1}
-    stop = threading.Event()
-    stop.set()
-    writer.run(stop)  # closes the consumer
+    writer.close()
     store.close()
+
+
+def test_the_sink_stores_a_batch_and_hands_back_each_row_the_store_refuses(
+    chdb_store: ChdbStore,
+) -> None:
+    """The batch is split until the refused rows are alone: each comes back with its index in
+    the batch and ClickHouse's message, every other row is stored once."""
+    migrate(chdb_store)
+    rows = [_row(i) for i in range(40)]
+    rows[3] = _changed(1000, occurred_at="yesterday")
+    rows[29] = _changed(1001, source_partition=-1)
+    refused: list[tuple[str, int, bytes, str]] = []
+    stored = StoreSink(chdb_store).write("events_raw", rows, lambda *r: refused.append(r))
+    assert stored == 38
+    assert [r[:3] for r in refused] == [("events_raw", 3, rows[3]), ("events_raw", 29, rows[29])]
+    assert refused[0][3].startswith("events_raw: ")
+    assert "Code: 41" in refused[0][3]
+    assert "Code: 72" in refused[1][3]
+    assert chdb_store.query("SELECT count() AS n FROM events_raw FINAL")[0]["n"] == 38
+
+
+def test_the_sink_raises_an_outage_and_refuses_nothing(tmp_path) -> None:
+    """A store that is down refuses no row: the error goes to the caller, which retries."""
+    store = FlakyStore(tmp_path / "chdb", "cxpulse_test", failures=0)
+    migrate(store)
+    store.failures = 1
+    refused: list[tuple[str, int, bytes, str]] = []
+    with pytest.raises(StoreError, match="simulated outage"):
+        StoreSink(store).write("events_raw", [_row(0)], lambda *r: refused.append(r))
+    assert refused == []
+    assert StoreSink(store).write("events_raw", [_row(0)], lambda *r: refused.append(r)) == 1
+    store.close()
+
+
+class NoDeadLetters:
+    """The writer's dead-letter contract, for a writer that has nothing to dead-letter."""
+
+    def send(self, reason: str, letter: bytes) -> None:
+        raise AssertionError(f"unexpected dead letter ({reason})")
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_writer_connects_only_when_set_up(chdb_store: ChdbStore) -> None:
+    """Constructing a writer opens no connection (it can be built before Kafka is up);
+    `setup()` does, and polling before it is an error, not a silent wait."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(1.0)
+        bootstrap = f"127.0.0.1:{listener.getsockname()[1]}"
+        letters = NoDeadLetters()
+        writer = StoreWriter(StoreSink(chdb_store), bootstrap, {"t": "events_raw"}, letters)
+        with pytest.raises(TimeoutError):
+            listener.accept()
+        with pytest.raises(RuntimeError, match="setup"):
+            writer.poll_once(0)
+        writer.setup()
+        try:
+            listener.settimeout(10.0)
+            connection, _ = listener.accept()
+            connection.close()
+        finally:
+            writer.close()
 
 
 # Pieces of lines: braces, a row, other bytes, and UTF-8 that is valid, broken or a surrogate.

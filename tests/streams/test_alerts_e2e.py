@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 import pytest
 
+from cxpulse.sinks.alert_queries import alerts as stored_alerts
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.queries import alerts as stored_alerts
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams.evaluator import AlertConfig, AlertEvaluator
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.simulator.model import Incident, SimConfig
+from cxpulse.streams.simulator.config import Incident, SimConfig
 from cxpulse.streams.simulator.noise import Message
 from cxpulse.streams.simulator.output import send_to_kafka
 from cxpulse.streams.simulator.run import Plan

@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from cxpulse.schemas.deadletters import Source
+from cxpulse.sinks.contact_queries import contact_kpis
+from cxpulse.sinks.containment_queries import containment
 from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.queries import contact_kpis, containment
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import encode_batch, route
@@ -146,7 +147,7 @@ def test_no_answered_contacts_gives_null_ratios(chdb_store: ChdbStore) -> None:
 
 
 def test_an_unknown_filter_is_refused(chdb_store: ChdbStore) -> None:
-    from cxpulse.sinks.queries import QueryError
+    from cxpulse.sinks.query_sql import QueryError
 
     migrate(chdb_store)
     with pytest.raises(QueryError, match="queue, team, channel, shift"):

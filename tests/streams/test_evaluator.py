@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cxpulse.schemas.times import ch_time
-from cxpulse.sinks import queries
+from cxpulse.sinks import alert_queries
 from cxpulse.sinks.alerts import silence
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
@@ -66,7 +66,7 @@ def test_grid_points_firing_resolving_and_the_table(chdb_store: ChdbStore) -> No
     assert evaluator.run_once() == 1  # T0 (what the previous round saw complete)
     assert evaluator.run_once() == 3  # T0 + 30 s, + 60 s, + 90 s
     assert recorder.changes == [("firing", RISING.id, True)]  # at T0 + 30 s, once
-    (row,) = queries.alerts(chdb_store)
+    (row,) = alert_queries.alerts(chdb_store)
     assert (row["state"], row["started_ms"], row["resolved_ms"]) == ("firing", T0 + 30_000, None)
     assert row["window_journeys"] == 400
     assert row["current_rate"] == 0.5
@@ -75,7 +75,7 @@ def test_grid_points_firing_resolving_and_the_table(chdb_store: ChdbStore) -> No
     evaluator.run_once()
     # Calm from T0 + 120 s: clean at +120 s and +150 s, resolved at +150 s.
     assert recorder.changes[1:] == [("resolved", RISING.id, True)]
-    (row,) = queries.alerts(chdb_store)
+    (row,) = alert_queries.alerts(chdb_store)
     assert (row["state"], row["resolved_ms"]) == ("resolved", T0 + 150_000)
 
 
@@ -100,7 +100,7 @@ def test_a_restart_keeps_firing_alerts_and_silences_mute_notifications(
     restarted.run_once()
     restarted.run_once()
     assert again.changes == [("resolved", RISING.id, False)]  # silenced: recorded, not notified
-    row = queries.alert(chdb_store, RISING.id)
+    row = alert_queries.alert(chdb_store, RISING.id)
     assert row is not None
     assert (row["state"], row["silenced_ms"]) == ("resolved", T0 + 3_600_000)
     assert row["started_ms"] == T0 + 30_000  # carried from the stored alert

@@ -1,5 +1,5 @@
 """The evaluator reads its rules' counts for batches of grid points; at every point they must
-equal the single-point queries (sinks.queries.timely_dropoff, contact_alert_counts and a plain
+equal the single-point queries (sinks.alert_queries.timely_dropoff, contact_alert_counts and a plain
 count of funnel entries) on the same stored rows, live (one point due at a time) and catching up
 (many points due at once), across tau refreshes and gaps in the grid."""
 
@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from cxpulse.schemas.times import ch_time
-from cxpulse.sinks import queries
+from cxpulse.sinks import alert_queries
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import alerting
 from cxpulse.streams.alerting import Observation
 from cxpulse.streams.evaluator import AlertConfig, AlertEvaluator
 from cxpulse.streams.funnels import load_funnels
-from cxpulse.streams.simulator.model import Incident, SimConfig
+from cxpulse.streams.simulator.config import Incident, SimConfig
 from tests.support.history import load_history
 
 MINUTE = 60_000
@@ -45,7 +45,7 @@ def _direct(evaluator: AlertEvaluator, at: int) -> list[Observation]:
     out: list[Observation] = []
     for funnel in FUNNELS:
         taus = evaluator._taus(funnel, at)
-        rows = queries.timely_dropoff(
+        rows = alert_queries.timely_dropoff(
             store, funnel.name, taus, at, window_ms=c.window_ms, baseline_ms=c.baseline_ms,
             span_ms=funnel.window_ms, segment_attrs=c.segment_attrs,
         )  # fmt: skip
@@ -62,7 +62,7 @@ def _direct(evaluator: AlertEvaluator, at: int) -> list[Observation]:
         out.append(alerting.no_data_observation(funnel.name, steps[0], int(counts["seen"]),
                                                 int(counts["base"]), c.no_data_ms,
                                                 c.baseline_ms))  # fmt: skip
-    rows = queries.contact_alert_counts(
+    rows = alert_queries.contact_alert_counts(
         store, at, settle_ms=c.contact_settle_ms, window_ms=c.window_ms,
         baseline_ms=c.baseline_ms, segment_columns=c.contact_segments,
     )  # fmt: skip

@@ -15,16 +15,15 @@ from typing import Any
 
 import pytest
 
-from cxpulse.streams.simulator.groundtruth import (
-    GroundTruthConfig,
-    compute_ground_truth,
+from cxpulse.streams.simulator.groundtruth import compute_ground_truth
+from cxpulse.streams.simulator.truth_contacts import summarize_kpis
+from cxpulse.streams.simulator.truth_events import GroundTruthConfig, epoch_ms
+from cxpulse.streams.simulator.truth_funnels import (
     default_funnels_path,
-    epoch_ms,
     load_funnels,
-    summarize_containment,
     summarize_funnel,
-    summarize_kpis,
 )
+from cxpulse.streams.simulator.truth_journeys import summarize_containment
 
 SEC = 1_000
 MIN = 60 * SEC

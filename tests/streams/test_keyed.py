@@ -24,8 +24,9 @@ from cxpulse.streams.keyed import (
     horizon_ms,
     precedence,
 )
-from cxpulse.streams.keystate import KeyState, record_key
+from cxpulse.streams.keystate import KeyState
 from cxpulse.streams.state_store import states_from_records
+from cxpulse.streams.units import record_key
 from tests.schemas.examples import EXAMPLES, NOW, NOW_MS
 
 SRC = Source("cx.portal.v1", 0, 1)

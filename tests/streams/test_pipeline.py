@@ -13,7 +13,7 @@ from pathlib import Path
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams.dlq import inspect, read_dead_letters, replay
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.noise import Message, NoiseConfig
 from cxpulse.streams.simulator.output import send_to_kafka
 from cxpulse.streams.simulator.run import GroundTruthCollector, Plan

@@ -16,7 +16,7 @@ from cxpulse.schemas.times import ch_time
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import encode_batch, route
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import ALLOWED_LATENESS_MS, QUIET_MS, TAKEOVER_QUIET_MS, JourneyStage
 from tests.support.history import Collector

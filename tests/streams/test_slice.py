@@ -17,9 +17,11 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from cxpulse.sinks.migrate import migrate
+from cxpulse.sinks.sink import StoreSink
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.sinks.writer import StoreWriter
 from cxpulse.streams import topics
+from cxpulse.streams.producer import DeadLetterProducer
 
 # A recent time in another offset, with milliseconds: stored exactly, in UTC.
 OCCURRED = (
@@ -84,7 +86,12 @@ def test_event_reaches_clickhouse_and_bad_bytes_reach_the_dlq(
 
     stop = threading.Event()
     writer = StoreWriter(
-        chdb_store, bootstrap, topics.STORE_TABLES, group_id=uuid.uuid4().hex, flush_seconds=0.2
+        StoreSink(chdb_store),
+        bootstrap,
+        topics.STORE_TABLES,
+        DeadLetterProducer(bootstrap, "writer"),
+        group_id=uuid.uuid4().hex,
+        flush_seconds=0.2,
     )
     thread = threading.Thread(target=writer.run, args=(stop,))
     thread.start()

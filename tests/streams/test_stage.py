@@ -14,31 +14,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxpulse.schemas.deadletters import Source
-from cxpulse.sinks.migrate import migrate
-from cxpulse.sinks.queries import (
-    contact_kpis,
-    containment,
+from cxpulse.sinks.contact_queries import contact_kpis
+from cxpulse.sinks.containment_queries import containment
+from cxpulse.sinks.funnel_queries import (
     freshness,
     funnel_breakdown,
     funnel_summary,
     funnel_timeseries,
 )
+from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import topics
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import encode_batch, partition_for, route
-from cxpulse.streams.keystate import parse_record_key
-from cxpulse.streams.simulator.groundtruth import (
-    compute_ground_truth,
-    summarize_containment,
-    summarize_funnel,
-    summarize_kpis,
-)
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
+from cxpulse.streams.simulator.groundtruth import compute_ground_truth
 from cxpulse.streams.simulator.noise import NoiseConfig
 from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
+from cxpulse.streams.simulator.truth_contacts import summarize_kpis
+from cxpulse.streams.simulator.truth_funnels import summarize_funnel
+from cxpulse.streams.simulator.truth_journeys import summarize_containment
 from cxpulse.streams.stage import JourneyStage
 from cxpulse.streams.state_store import states_from_records
+from cxpulse.streams.units import parse_record_key
 from tests.support.rows import insert_sent_rows
 
 FUNNELS = load_funnels()
@@ -182,7 +180,7 @@ def assert_kpis_and_containment(
 
 
 def _spec() -> dict[str, Any]:
-    from cxpulse.streams.simulator.groundtruth import load_funnels as truth_funnels
+    from cxpulse.streams.simulator.truth_funnels import load_funnels as truth_funnels
 
     return truth_funnels()[0]
 
@@ -273,7 +271,7 @@ def test_old_journeys_are_pruned_whole_and_their_rows_kept() -> None:
 def _event(event_id: str, at: int, event_type: str, **fields: Any) -> bytes:
     import orjson
 
-    from cxpulse.streams.simulator.model import format_ms
+    from cxpulse.streams.simulator.clock import format_ms
 
     data = fields.pop("data", {})
     return orjson.dumps({"event_id": event_id, "schema_version": 1, "type": event_type,

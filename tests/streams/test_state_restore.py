@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cxpulse.streams import metrics
-from cxpulse.streams.keystate import CONTACT, UnitRecord, record_key
 from cxpulse.streams.state_store import states_from_records
+from cxpulse.streams.units import CONTACT, UnitRecord, record_key
 
 
 def test_unreadable_records_are_skipped_and_counted() -> None:

@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxpulse.streams import topics
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.noise import NoiseConfig
 from cxpulse.streams.simulator.output import send_to_kafka
 from cxpulse.streams.simulator.run import Plan

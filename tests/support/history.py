@@ -9,7 +9,7 @@ from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import Store
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.ingest import encode_batch, route
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.run import Plan
 from cxpulse.streams.stage import JourneyStage
 from tests.support.rows import insert_sent_rows

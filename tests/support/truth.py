@@ -8,14 +8,14 @@ from collections import Counter
 from typing import Any
 
 from cxpulse.schemas.validate import Rejection, validate
-from cxpulse.sinks.queries import funnel_breakdown, funnel_summary
+from cxpulse.sinks.funnel_queries import funnel_breakdown, funnel_summary
 from cxpulse.sinks.store import Store
 from cxpulse.streams import topics
 from cxpulse.streams.dlq import read_dead_letters
-from cxpulse.streams.simulator.groundtruth import load_funnels, summarize_funnel
-from cxpulse.streams.simulator.model import SimConfig
+from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.noise import Message, NoiseConfig
 from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
+from cxpulse.streams.simulator.truth_funnels import load_funnels, summarize_funnel
 from tests.streams.test_stage import assert_kpis_and_containment
 
 HOUR = 3_600_000

@@ -17,9 +17,11 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxpulse.deploy.kafka import free_port
+from cxpulse.sinks.sink import StoreSink
 from cxpulse.sinks.store import Store
 from cxpulse.sinks.writer import StoreWriter
 from cxpulse.streams import topics
+from cxpulse.streams.producer import DeadLetterProducer
 
 
 @contextmanager
@@ -221,7 +223,10 @@ class WriterRun:
 def writer_thread(store: Store, bootstrap: str) -> Iterator[WriterRun]:
     """A writer thread into `store` (its default group), stopped with a final flush on exit."""
     stop = threading.Event()
-    writer = StoreWriter(store, bootstrap, topics.STORE_TABLES, flush_seconds=0.2)
+    dead_letters = DeadLetterProducer(bootstrap, "writer")
+    writer = StoreWriter(
+        StoreSink(store), bootstrap, topics.STORE_TABLES, dead_letters, flush_seconds=0.2
+    )
     thread = threading.Thread(target=writer.run, args=(stop,), name="store-writer")
     thread.start()
     with ExitStack() as stack:

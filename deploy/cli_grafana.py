@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cxpulse.deploy.cli_common import console, fail, load_settings
+
 grafana_app = typer.Typer(
     help="Grafana dashboards and alert rules (dashboards/): build the files, sync a Grafana.",
     no_args_is_help=True,
@@ -25,7 +27,6 @@ def build(
     provider, alert rules) that the compose stack's Grafana reads."""
     from cxpulse.dashboards.build import GRAFANA_DIR, write
     from cxpulse.dashboards.config import BoardConfig
-    from cxpulse.deploy.cli import console, load_settings
 
     changed = write(BoardConfig.from_settings(load_settings()), out or GRAFANA_DIR)
     for path in changed:
@@ -49,7 +50,6 @@ def sync(
     from cxpulse.dashboards.build import documents
     from cxpulse.dashboards.config import BoardConfig
     from cxpulse.dashboards.sync import GrafanaSync, connect
-    from cxpulse.deploy.cli import console, fail, load_settings
 
     settings = load_settings()
     target = url or settings.grafana_url
