@@ -62,9 +62,11 @@ async def require_key(
         raise Problem(401, "Unauthorized", "send 'Authorization: Bearer <API key>'")
     if not ctx.keys.accepts(credentials.credentials):
         raise Problem(
-            401, "Unauthorized", "the API key is not (or no longer) accepted",
+            401,
+            "Unauthorized",
+            "the API key is not (or no longer) accepted",
             challenge='Bearer error="invalid_token"',
-        )  # fmt: skip
+        )
 
 
 def parse_time_ms(text: str, name: str) -> int:
@@ -91,8 +93,10 @@ def segment_key(segment: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def series(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Query buckets (`bucket_ms`) as response points that start with their `time`."""
-    return [{"time": iso_time(p["bucket_ms"]), **{k: v for k, v in p.items() if k != "bucket_ms"}}
-            for p in points]  # fmt: skip
+    return [
+        {"time": iso_time(p["bucket_ms"]), **{k: v for k, v in p.items() if k != "bucket_ms"}}
+        for p in points
+    ]
 
 
 @dataclass(frozen=True)
@@ -155,9 +159,10 @@ def interval_s(ctx: ApiContext, window: TimeRange, interval: str | None) -> int 
     points = (window.end_ms - window.start_ms) // (seconds * 1000) + 1
     if points > ctx.settings.api_max_points:
         raise Problem(
-            400, "Too many points",
+            400,
+            "Too many points",
             f"{points} buckets; at most {ctx.settings.api_max_points}: widen the interval",
-        )  # fmt: skip
+        )
     return seconds
 
 

@@ -63,9 +63,12 @@ def _bind(settings: Settings) -> socket.socket:
 
 def _server(app: FastAPI, settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_level="warning",
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
         access_log=False,
-    )  # fmt: skip
+    )
     return uvicorn.Server(config)
 
 

@@ -54,9 +54,13 @@ def funnel_table(summary: dict[str, Any], since: str) -> Table:
         table.add_column(column, justify="left" if column == "step" else "right")
     for step in summary["steps"]:
         table.add_row(
-            step["step"], str(step["reached"]), _pct(step["conversion_from_previous"]),
-            _pct(step["conversion_from_start"]), str(step["dropped"]), str(step["escalated"]),
-        )  # fmt: skip
+            step["step"],
+            str(step["reached"]),
+            _pct(step["conversion_from_previous"]),
+            _pct(step["conversion_from_start"]),
+            str(step["dropped"]),
+            str(step["escalated"]),
+        )
     return table
 
 

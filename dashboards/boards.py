@@ -170,10 +170,11 @@ def funnel_dashboard(funnel: FunnelSpec, config: BoardConfig) -> dashboard.Dashb
     for variable in segment_variables(config, "journey_funnels", "attrs", "entered_at"):
         board.with_variable(variable)
     board.with_variable(
-        dashboard.CustomVariable("breakdown").label("Breakdown by")
+        dashboard.CustomVariable("breakdown")
+        .label("Breakdown by")
         .values(",".join(SEGMENT_ATTRS))
         .current(models.VariableOption(text="device", value="device"))
-    )  # fmt: skip
+    )
     containment = sql.containment(config.assisted_cost, config.self_service_cost)
     series = sql.containment(config.assisted_cost, config.self_service_cost, series=True)
     board.with_panel(p.freshness())
@@ -182,22 +183,51 @@ def funnel_dashboard(funnel: FunnelSpec, config: BoardConfig) -> dashboard.Dashb
         board.with_panel(p.stat(title, f"SELECT {column} FROM (\n{containment}\n)", unit, what))
     funnel_sql = sql.funnel_step_fields(funnel.name, steps, ["reached", "dropped"])
     panels = [
-        p.bars("Funnel: reached and dropped per step", funnel_sql, "step", "short",
-               "Journeys that reached each step, and that ended there (closed, not self-served)",
-               12, 9),
-        p.table("Conversion and drop-off per step",
-                sql.funnel_step_fields(funnel.name, steps, sql.STEP_TABLE_FIELDS),
-                "The API summary's per-step figures; drop-off rate = dropped / reached", 12, 9),
-        p.series("Drop-off rate per step over time", sql.dropoff_series(funnel.name, steps),
-                 "percentunit", "Dropped at the step / reached it, by funnel entry time"),
-        p.series("Containment over time", f"SELECT time, containment_rate FROM (\n{series}\n)",
-                 "percentunit", "Self-served / closed, by journey start"),
-        p.bars("Escalations by the step where customers left",
-               sql.funnel_step_fields(funnel.name, steps, ["escalated"]), "step", "short",
-               "Escalated journeys by the last step reached before escalating", 8, 9),
-        p.heatmap_table("Drop-off rate: segment x step", sql.breakdown(funnel.name, steps),
-                        "Per value of the Breakdown by attribute", 16, 9),
-    ]  # fmt: skip
+        p.bars(
+            "Funnel: reached and dropped per step",
+            funnel_sql,
+            "step",
+            "short",
+            "Journeys that reached each step, and that ended there (closed, not self-served)",
+            12,
+            9,
+        ),
+        p.table(
+            "Conversion and drop-off per step",
+            sql.funnel_step_fields(funnel.name, steps, sql.STEP_TABLE_FIELDS),
+            "The API summary's per-step figures; drop-off rate = dropped / reached",
+            12,
+            9,
+        ),
+        p.series(
+            "Drop-off rate per step over time",
+            sql.dropoff_series(funnel.name, steps),
+            "percentunit",
+            "Dropped at the step / reached it, by funnel entry time",
+        ),
+        p.series(
+            "Containment over time",
+            f"SELECT time, containment_rate FROM (\n{series}\n)",
+            "percentunit",
+            "Self-served / closed, by journey start",
+        ),
+        p.bars(
+            "Escalations by the step where customers left",
+            sql.funnel_step_fields(funnel.name, steps, ["escalated"]),
+            "step",
+            "short",
+            "Escalated journeys by the last step reached before escalating",
+            8,
+            9,
+        ),
+        p.heatmap_table(
+            "Drop-off rate: segment x step",
+            sql.breakdown(funnel.name, steps),
+            "Per value of the Breakdown by attribute",
+            16,
+            9,
+        ),
+    ]
     for panel in panels:
         board.with_panel(panel)
     return board
@@ -235,26 +265,42 @@ def contact_center_dashboard(config: BoardConfig) -> dashboard.Dashboard:
     for variable in segment_variables(config, "contacts", "attrs", "started_at"):
         board.with_variable(variable)
     board.with_variable(
-        dashboard.CustomVariable("by").label("Group by").values(",".join(CONTACT_COLUMNS))
+        dashboard.CustomVariable("by")
+        .label("Group by")
+        .values(",".join(CONTACT_COLUMNS))
         .current(models.VariableOption(text="queue", value="queue"))
-    )  # fmt: skip
+    )
     final = models.ValueMap(
-        options={"0": models.ValueMappingResult(text="provisional", color="orange"),
-                 "1": models.ValueMappingResult(text="final", color="green")}
-    )  # fmt: skip
+        options={
+            "0": models.ValueMappingResult(text="provisional", color="orange"),
+            "1": models.ValueMappingResult(text="final", color="green"),
+        }
+    )
     board.with_panel(p.freshness())
     for title, kpi, unit, what, width in _KPI_STATS:
         mappings = [final] if kpi == "fcr_final" else []
         board.with_panel(p.stat(title, sql.contact_kpis([kpi]), unit, what, width, None, mappings))
     panels = [
-        p.series("Service level and abandonment",
-                 sql.contact_kpis(["service_level", "abandonment_rate"], "time"), "percentunit",
-                 "Per interval of contact start"),
-        p.series("ASA and AHT", sql.contact_kpis(["asa_seconds", "aht_seconds"], "time"), "s",
-                 "Per interval of contact start"),
-        p.table("KPIs by ${by}", sql.contact_kpis(list(sql.KPI_EXPRESSIONS), "by"),
-                "Every KPI per value of the Group by variable", 24, 10),
-    ]  # fmt: skip
+        p.series(
+            "Service level and abandonment",
+            sql.contact_kpis(["service_level", "abandonment_rate"], "time"),
+            "percentunit",
+            "Per interval of contact start",
+        ),
+        p.series(
+            "ASA and AHT",
+            sql.contact_kpis(["asa_seconds", "aht_seconds"], "time"),
+            "s",
+            "Per interval of contact start",
+        ),
+        p.table(
+            "KPIs by ${by}",
+            sql.contact_kpis(list(sql.KPI_EXPRESSIONS), "by"),
+            "Every KPI per value of the Group by variable",
+            24,
+            10,
+        ),
+    ]
     for panel in panels:
         board.with_panel(panel)
     return board

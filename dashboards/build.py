@@ -130,8 +130,17 @@ def provisioning_files(config: BoardConfig, database: str = "cxpulse") -> dict[s
 
 def _file_rule(rule: dict[str, Any]) -> dict[str, Any]:
     """A provisioning-API rule in the file-provisioning format (group fields live on the group)."""
-    keep = ("uid", "title", "condition", "data", "noDataState", "execErrState", "for",
-            "labels", "annotations")  # fmt: skip
+    keep = (
+        "uid",
+        "title",
+        "condition",
+        "data",
+        "noDataState",
+        "execErrState",
+        "for",
+        "labels",
+        "annotations",
+    )
     return {k: rule[k] for k in keep if k in rule} | {"isPaused": False}
 
 

@@ -182,6 +182,7 @@ def _rule(
     if len(uid) > 40:
         raise ValueError(f"alert rule uid {uid!r} is longer than Grafana's 40 characters")
     every = config.evaluation_seconds
+    t = config.thresholds
     query = (
         alerting.Query("A")
         .datasource_uid(config.datasource_uid)
@@ -198,20 +199,22 @@ def _rule(
         .queries([query, threshold])
         .condition("B")
         # The worker fires after `fire_after` breaching evaluations in a row.
-        .for_val(f"{(config.thresholds.fire_after - 1) * every}s")
+        .for_val(f"{(t.fire_after - 1) * every}s")
         .no_data_state("OK")
         .exec_err_state("Error")
         .labels({"source": "cxpulse", "rule": name})
-        .annotations({
-            "summary": summary,
-            "description": "z {{ $values.A.Value }} (z >= "
-            f"{config.thresholds.min_z:g}, rise >= {config.thresholds.min_relative_increase:.0%}"
-            f", >= {config.thresholds.min_window} in the {config.window_seconds // 60} min "
-            f"window, baseline {config.baseline_seconds // 3600} h)",
-            "__dashboardUid__": ONCALL_UID,
-            "__panelId__": str(ONCALL_FIRING_PANEL),
-        })
-    )  # fmt: skip
+        .annotations(
+            {
+                "summary": summary,
+                "description": "z {{ $values.A.Value }} (z >= "
+                f"{t.min_z:g}, rise >= {t.min_relative_increase:.0%}"
+                f", >= {t.min_window} in the {config.window_seconds // 60} min "
+                f"window, baseline {config.baseline_seconds // 3600} h)",
+                "__dashboardUid__": ONCALL_UID,
+                "__panelId__": str(ONCALL_FIRING_PANEL),
+            }
+        )
+    )
 
 
 def rules(config: BoardConfig) -> list[alerting.Rule]:

@@ -113,8 +113,12 @@ class GrafanaSync:
     def _dashboard(self, board: dict[str, Any]) -> list[Change]:
         uid, folder = board["uid"], self.docs.folder["uid"]
         current = _get(lambda: self.api.dashboard.get_dashboard(uid))
-        payload = {"dashboard": {**board, "id": None}, "folderUid": folder, "overwrite": True,
-                   "message": SYNC_MESSAGE}  # fmt: skip
+        payload = {
+            "dashboard": {**board, "id": None},
+            "folderUid": folder,
+            "overwrite": True,
+            "message": SYNC_MESSAGE,
+        }
         save = partial(self.api.dashboard.update_dashboard, payload)
         if current is None:
             return [Change("dashboard", uid, "create", board["title"], save)]

@@ -63,8 +63,9 @@ def sync(
         )
     token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
     try:
-        docs = documents(BoardConfig.from_settings(settings), clickhouse,
-                         settings.clickhouse_database)  # fmt: skip
+        docs = documents(
+            BoardConfig.from_settings(settings), clickhouse, settings.clickhouse_database
+        )
         syncer = GrafanaSync(connect(target, token), docs)
         changes = syncer.plan() if dry_run else syncer.run()
     except ValueError as exc:  # a funnels file or a URL cxpulse refuses

@@ -87,8 +87,12 @@ def simulate(
         noise = NoiseConfig(
             duplicates=duplicates, out_of_order=out_of_order, late=late, malformed=malformed
         )
-        plan = Plan(SimConfig(seed=seed, start_ms=start_ms, rate=rate, incidents=incidents),
-                    noise, count, duration_ms)  # fmt: skip
+        plan = Plan(
+            SimConfig(seed=seed, start_ms=start_ms, rate=rate, incidents=incidents),
+            noise,
+            count,
+            duration_ms,
+        )
     except ValueError as exc:
         raise fail(str(exc)) from exc
     if ground_truth is not None and count is None and duration_ms is None:

@@ -76,10 +76,14 @@ def report(
                 ],
                 "kpis": contact_kpis(store, start, end)[0],
                 "containment": containment(
-                    store, start, end, assisted_cost=settings.assisted_cost,
+                    store,
+                    start,
+                    end,
+                    assisted_cost=settings.assisted_cost,
                     self_service_cost=settings.self_service_cost,
-                )[0] | {"currency": settings.currency},
-            }  # fmt: skip
+                )[0]
+                | {"currency": settings.currency},
+            }
     except (ValueError, StoreError, FunnelConfigError) as exc:
         raise fail(str(exc)) from exc
     if as_json:

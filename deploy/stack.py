@@ -113,9 +113,11 @@ class AlertService:
         evaluator = AlertEvaluator(self.store, self.funnels, settings.alert_config(), sinks)
         # A daemon: a round stuck on an unreachable store must not keep the process alive.
         self.thread = threading.Thread(
-            target=evaluator.run, args=(self.stop_event, settings.alert_evaluation_seconds),
-            name="alerts", daemon=True,
-        )  # fmt: skip
+            target=evaluator.run,
+            args=(self.stop_event, settings.alert_evaluation_seconds),
+            name="alerts",
+            daemon=True,
+        )
         self.thread.start()
 
     def stop(self) -> None:

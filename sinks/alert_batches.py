@@ -120,9 +120,12 @@ def _time_grid(
     column `t`: point j's window is [hi0, top0) and its baseline [hi0 - baseline, hi0), each
     moved by j * every."""
     params: dict[str, Any] = {
-        "top0": top0, "hi0": hi0, "lo0": hi0 - baseline_ms, "lo": ch_time(hi0 - baseline_ms),
+        "top0": top0,
+        "hi0": hi0,
+        "lo0": hi0 - baseline_ms,
+        "lo": ch_time(hi0 - baseline_ms),
         "hi": ch_time(max(hi0 + (points - 1) * every_ms, top0 + (known - 1) * every_ms)),
-    }  # fmt: skip
+    }
     bounds = ("{lo0:Int64}", "{hi0:Int64}", "{top0:Int64}")
     window = _point_range("t", bounds[1], bounds[2], every_ms, known, "w")
     base = _point_range("t", bounds[0], bounds[1], every_ms, points, "b")
@@ -150,8 +153,12 @@ def timely_dropoff_batch(
     data up to its point; a baseline up to `first_ms` while (points - 1) * every <= window_ms,
     which the caller keeps for points it has no complete data for yet."""
     known = min(known, points)
-    params: dict[str, Any] = {"funnel": funnel, "first_ms": first_ms, "window": window_ms,
-                              "baseline": baseline_ms}  # fmt: skip
+    params: dict[str, Any] = {
+        "funnel": funnel,
+        "first_ms": first_ms,
+        "window": window_ms,
+        "baseline": baseline_ms,
+    }
     longest = max(taus_ms.values(), default=0)
     params["enter_lo"] = ch_time(first_ms - longest - window_ms - baseline_ms - span_ms)
     params["at"] = ch_time(first_ms + (points - 1) * every_ms)

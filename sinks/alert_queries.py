@@ -148,8 +148,13 @@ WHERE funnel = {{funnel:String}}
   AND toUnixTimestamp64Milli(entered_at) + reach_ms[k] < {{hi_ms:Int64}}
   AND toUnixTimestamp64Milli(entered_at) + reach_ms[k + 1] < {{hi_ms:Int64}}
 GROUP BY k"""
-    params = {"funnel": funnel, "enter_lo": ch_time(lo_ms - span_ms), "hi": ch_time(hi_ms),
-              "lo_ms": lo_ms, "hi_ms": hi_ms}  # fmt: skip
+    params = {
+        "funnel": funnel,
+        "enter_lo": ch_time(lo_ms - span_ms),
+        "hi": ch_time(hi_ms),
+        "lo_ms": lo_ms,
+        "hi_ms": hi_ms,
+    }
     return {int(r["k"]): int(r["p90"]) for r in store.query(sql, params)}
 
 
@@ -170,8 +175,12 @@ def timely_dropoff(
     within tau_k. Only what was known at `at` counts: a window journey's deadline is before it."""
     if not taus_ms:
         return []
-    params: dict[str, Any] = {"funnel": funnel, "window": window_ms, "baseline": baseline_ms,
-                              "at_ms": at_ms}  # fmt: skip
+    params: dict[str, Any] = {
+        "funnel": funnel,
+        "window": window_ms,
+        "baseline": baseline_ms,
+        "at_ms": at_ms,
+    }
     longest = max(taus_ms.values())
     params["enter_lo"] = ch_time(at_ms - longest - window_ms - baseline_ms - span_ms)
     params["at"] = ch_time(at_ms)

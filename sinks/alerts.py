@@ -59,6 +59,7 @@ def document(alert: dict[str, Any]) -> dict[str, Any]:
 
 def silence(store: Store, alert_id: str, until_ms: int, now_ms: int) -> None:
     """Silence an alert's notifications until `until_ms` (the latest silence wins)."""
-    store.insert("alert_silences", [
-        {"id": alert_id, "silenced_until": ch_time(until_ms), "updated_at": ch_time(now_ms)}
-    ])  # fmt: skip
+    store.insert(
+        "alert_silences",
+        [{"id": alert_id, "silenced_until": ch_time(until_ms), "updated_at": ch_time(now_ms)}],
+    )

@@ -182,8 +182,9 @@ class StoreWriter:
                     raise KafkaException(error)
                 log.warning("store topic consume error: %s", error)
                 continue
-            rows += self._add(message.topic(), message.partition(), message.offset(),
-                              message.value())  # fmt: skip
+            rows += self._add(
+                message.topic(), message.partition(), message.offset(), message.value()
+            )
         if messages:
             self._rows_per_message = max(1, -(-rows // len(messages)))
         full = self._buffered >= self.batch_rows
@@ -234,8 +235,9 @@ class StoreWriter:
         source, line, lines = origin
         if lines > 1:
             detail = f"line {line} of {lines}: {detail}"
-        log.warning("dead-lettering %s[%d]@%d: %s", source.topic, source.partition,
-                    source.offset, detail)  # fmt: skip
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s", source.topic, source.partition, source.offset, detail
+        )
         rejection = Rejection(UNSTORABLE_ROW, detail)
         letter = dead_letter(rejection, value, source, time.time_ns() // 1_000_000)
         self._dead_letters.send(UNSTORABLE_ROW, letter)

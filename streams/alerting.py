@@ -109,8 +109,14 @@ def step(
         if alert.state == "firing":
             return Transition(replace(alert, breaches=breaches, clean=0), None, None)
         if breaches >= t.fire_after:
-            fired = replace(alert, state="firing", breaches=breaches, clean=0,
-                            started_ms=now_ms, resolved_ms=None)  # fmt: skip
+            fired = replace(
+                alert,
+                state="firing",
+                breaches=breaches,
+                clean=0,
+                started_ms=now_ms,
+                resolved_ms=None,
+            )
             return Transition(fired, "firing", None if silenced else "firing")
         pending = replace(alert, state="pending", breaches=breaches, clean=0)
         return Transition(pending, None, None)
@@ -165,11 +171,18 @@ def dropoff_observations(
 ) -> list[Observation]:
     """Timely drop-off counts (`alert_queries.timely_dropoff` rows) as observations per step k."""
     return [
-        Observation(DROPOFF, funnel, steps[int(r["k"])], _segment(r),
-                    int(r["window_hits"]), int(r["window_n"]),
-                    int(r["base_hits"]), int(r["base_n"]))
+        Observation(
+            DROPOFF,
+            funnel,
+            steps[int(r["k"])],
+            _segment(r),
+            int(r["window_hits"]),
+            int(r["window_n"]),
+            int(r["base_hits"]),
+            int(r["base_n"]),
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 def contact_observations(rows: Iterable[Mapping[str, Any]], sl_target: float) -> list[Observation]:
@@ -285,8 +298,9 @@ def evaluate(
         seen.add(obs.id)
         outcomes.append(_advance(obs.id, obs, verdict, states, now_ms, t, silenced))
     for alert in [a for a in states if a not in seen]:
-        outcomes.append(_advance(alert, None, Verdict(False, None, None, None, 0), states,
-                                 now_ms, t, silenced))  # fmt: skip
+        outcomes.append(
+            _advance(alert, None, Verdict(False, None, None, None, 0), states, now_ms, t, silenced)
+        )
     return [o for o in outcomes if o.transition.state.state != "inactive" or o.transition.changed]
 
 

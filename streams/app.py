@@ -94,8 +94,9 @@ def too_large_letter(reason: str, detail: str, topic: str, payload: bytes) -> by
     source is the topic it was meant for, at no offset (it never got there); the original is
     cut to what a dead letter carries, so it is for inspection, not for replay."""
     metrics.DEAD_LETTERS.labels("journeys", reason).inc()
-    return dead_letter(Rejection(reason, detail), payload, Source(topic, -1, -1),
-                       time.time_ns() // 1_000_000)  # fmt: skip
+    return dead_letter(
+        Rejection(reason, detail), payload, Source(topic, -1, -1), time.time_ns() // 1_000_000
+    )
 
 
 def create_app(
@@ -194,8 +195,9 @@ def create_app(
             highwater = app.consumer.highwater(message.tp)
             if highwater is not None:
                 lag = max(0, highwater - message.offset - 1)
-                metrics.CONSUMER_LAG.labels("journeys", message.topic,
-                                            str(message.partition)).set(lag)  # fmt: skip
+                metrics.CONSUMER_LAG.labels("journeys", message.topic, str(message.partition)).set(
+                    lag
+                )
 
     @app.agent(keyed, name="journeys")
     async def journeys(stream: faust.StreamT[bytes]) -> None:
@@ -255,8 +257,10 @@ def create_app(
 
 def _failed(exc: TransactionFailed) -> str:
     if exc.fenced:
-        return (f"fenced: another worker took a keyed partition over ({exc}); this one writes "
-                "nothing more for it")  # fmt: skip
+        return (
+            f"fenced: another worker took a keyed partition over ({exc}); this one writes "
+            "nothing more for it"
+        )
     return f"a journey transaction failed ({exc})"
 
 
@@ -290,6 +294,7 @@ def run_worker(app: faust.App, logging_config: dict[str, Any]) -> None:
     acknowledged) and commits what was acknowledged."""
     tune_gc()
     level = logging_config["root"]["level"]
-    worker = faust.Worker(app, loglevel=level, logging_config=logging_config, quiet=True,
-                          redirect_stdouts=False)  # fmt: skip
+    worker = faust.Worker(
+        app, loglevel=level, logging_config=logging_config, quiet=True, redirect_stdouts=False
+    )
     worker.execute_from_commandline()

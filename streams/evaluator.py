@@ -154,8 +154,9 @@ class AlertEvaluator:
             if stop is not None and stop.is_set():
                 break
             states = dict(self.states)
-            outcomes = alerting.evaluate(self.observe(at), states, at,
-                                         self.config.thresholds, silenced)  # fmt: skip
+            outcomes = alerting.evaluate(
+                self.observe(at), states, at, self.config.thresholds, silenced
+            )
             changes = self._store(outcomes, current)
             self.states, self.last_at = states, at
             metrics.ALERT_EVALUATIONS.inc()
@@ -172,23 +173,48 @@ class AlertEvaluator:
         for funnel in self.funnels:
             taus = self._taus(funnel, at_ms)
             steps = [s.name for s in funnel.steps]
-            counts = self._counts(f"dropoff/{funnel.name}", at_ms, c.window_ms, taus,
-                                  self._dropoff(funnel, taus))  # fmt: skip
-            rows = [{"k": k, "attr": attr, "value": value, "window_n": w[0], "window_hits": w[1],
-                     "base_n": b[0], "base_hits": b[1]}
-                    for (k, attr, value), w, b in counts]  # fmt: skip
+            counts = self._counts(
+                f"dropoff/{funnel.name}", at_ms, c.window_ms, taus, self._dropoff(funnel, taus)
+            )
+            rows = [
+                {
+                    "k": k,
+                    "attr": attr,
+                    "value": value,
+                    "window_n": w[0],
+                    "window_hits": w[1],
+                    "base_n": b[0],
+                    "base_hits": b[1],
+                }
+                for (k, attr, value), w, b in counts
+            ]
             observations += alerting.dropoff_observations(funnel.name, steps, rows)
             if c.no_data_ms > 0:
-                entries = self._counts(f"no_data/{funnel.name}", at_ms, c.no_data_ms, None,
-                                       self._entries(funnel))  # fmt: skip
+                entries = self._counts(
+                    f"no_data/{funnel.name}", at_ms, c.no_data_ms, None, self._entries(funnel)
+                )
                 seen, base = (entries[0][1][0], entries[0][2][0]) if entries else (0, 0)
-                observations.append(alerting.no_data_observation(
-                    funnel.name, steps[0], seen, base, c.no_data_ms, c.baseline_ms))  # fmt: skip
+                observations.append(
+                    alerting.no_data_observation(
+                        funnel.name, steps[0], seen, base, c.no_data_ms, c.baseline_ms
+                    )
+                )
         counts = self._counts("contacts", at_ms, c.window_ms, None, self._contacts)
-        rows = [{"attr": attr, "value": value, "window_sl_n": w[1], "window_sl_misses": w[2],
-                 "window_queued": w[3], "window_abandoned": w[4], "base_sl_n": b[1],
-                 "base_sl_misses": b[2], "base_queued": b[3], "base_abandoned": b[4]}
-                for (attr, value), w, b in counts]  # fmt: skip
+        rows = [
+            {
+                "attr": attr,
+                "value": value,
+                "window_sl_n": w[1],
+                "window_sl_misses": w[2],
+                "window_queued": w[3],
+                "window_abandoned": w[4],
+                "base_sl_n": b[1],
+                "base_sl_misses": b[2],
+                "base_queued": b[3],
+                "base_abandoned": b[4],
+            }
+            for (attr, value), w, b in counts
+        ]
         return observations + alerting.contact_observations(rows, c.service_level_target)
 
     def _counts(
@@ -219,18 +245,28 @@ class AlertEvaluator:
             window = read(at_ms, 1, 1, False).windows[0]
         base = batch.baselines[index]
         zero = (0,) * len(next(iter([*window.values(), *base.values()]), ()))
-        return [(key, window.get(key, zero), base.get(key, zero))
-                for key in sorted(window.keys() | base.keys())]  # fmt: skip
+        return [
+            (key, window.get(key, zero), base.get(key, zero))
+            for key in sorted(window.keys() | base.keys())
+        ]
 
     def _dropoff(self, funnel: FunnelSpec, taus: dict[int, int]) -> BatchReader:
         c = self.config
 
         def read(first_ms: int, points: int, known: int, baseline: bool) -> alert_batches.Batch:
             return alert_batches.timely_dropoff_batch(
-                self.store, funnel.name, taus, first_ms, every_ms=c.every_ms, points=points,
-                known=known, window_ms=c.window_ms, baseline_ms=c.baseline_ms if baseline else 0,
-                span_ms=funnel.window_ms, segment_attrs=c.segment_attrs,
-            )  # fmt: skip
+                self.store,
+                funnel.name,
+                taus,
+                first_ms,
+                every_ms=c.every_ms,
+                points=points,
+                known=known,
+                window_ms=c.window_ms,
+                baseline_ms=c.baseline_ms if baseline else 0,
+                span_ms=funnel.window_ms,
+                segment_attrs=c.segment_attrs,
+            )
 
         return read
 
@@ -239,9 +275,15 @@ class AlertEvaluator:
 
         def read(first_ms: int, points: int, known: int, baseline: bool) -> alert_batches.Batch:
             return alert_batches.funnel_entries_batch(
-                self.store, funnel.name, first_ms, every_ms=c.every_ms, points=points,
-                known=known, span_ms=c.no_data_ms, baseline_ms=c.baseline_ms if baseline else 0,
-            )  # fmt: skip
+                self.store,
+                funnel.name,
+                first_ms,
+                every_ms=c.every_ms,
+                points=points,
+                known=known,
+                span_ms=c.no_data_ms,
+                baseline_ms=c.baseline_ms if baseline else 0,
+            )
 
         return read
 
@@ -250,10 +292,16 @@ class AlertEvaluator:
     ) -> alert_batches.Batch:
         c = self.config
         return alert_batches.contact_alert_batch(
-            self.store, first_ms, every_ms=c.every_ms, points=points, known=known,
-            settle_ms=c.contact_settle_ms, window_ms=c.window_ms,
-            baseline_ms=c.baseline_ms if baseline else 0, segment_columns=c.contact_segments,
-        )  # fmt: skip
+            self.store,
+            first_ms,
+            every_ms=c.every_ms,
+            points=points,
+            known=known,
+            settle_ms=c.contact_settle_ms,
+            window_ms=c.window_ms,
+            baseline_ms=c.baseline_ms if baseline else 0,
+            segment_columns=c.contact_segments,
+        )
 
     def _taus(self, funnel: FunnelSpec, at_ms: int) -> dict[int, int]:
         """tau per step k >= 1, re-estimated every TAU_REFRESH_MS of event time: a p90 over a
@@ -265,8 +313,9 @@ class AlertEvaluator:
         # From the part of the baseline every journey has had `tau_cap` to complete.
         base_hi = at_ms - c.tau_cap_ms - c.window_ms
         steps = len(funnel.steps)
-        p90 = alert_queries.step_delay_p90(self.store, funnel.name, steps, base_hi - c.baseline_ms,
-                                     base_hi, funnel.window_ms)  # fmt: skip
+        p90 = alert_queries.step_delay_p90(
+            self.store, funnel.name, steps, base_hi - c.baseline_ms, base_hi, funnel.window_ms
+        )
         taus = {k: alerting.tau_ms(p90.get(k), c.tau_cap_ms) for k in range(1, steps)}
         self._tau_cache[funnel.name] = (at_ms, taus)
         return taus
@@ -322,8 +371,12 @@ class AlertEvaluator:
             rule = base.get("rule") or outcome.id.split("/", 1)[0]
             funnel, step = base.get("funnel"), base.get("step")
             segment = base.get("segment") or {}
-            figures = (base.get("current_rate"), base.get("baseline_rate"),
-                       base.get("window_journeys", 0), base.get("z"))  # fmt: skip
+            figures = (
+                base.get("current_rate"),
+                base.get("baseline_rate"),
+                base.get("window_journeys", 0),
+                base.get("z"),
+            )
         else:
             rule, funnel, step, segment = obs.rule, obs.funnel, obs.step, obs.segment
             figures = (verdict.current_rate, verdict.baseline_rate, verdict.window, verdict.z)

@@ -88,9 +88,14 @@ def route(
         for target_key, link in targets:
             p = partition_for(target_key, partitions)
             record = KeyedRecord(
-                target_key, msgspec.Raw(raw), source.topic, source.partition, source.offset,
-                received_ms, link,
-            )  # fmt: skip
+                target_key,
+                msgspec.Raw(raw),
+                source.topic,
+                source.partition,
+                source.offset,
+                received_ms,
+                link,
+            )
             batches = result.keyed.setdefault(p, [[]])
             cost = len(raw) + len(target_key) + 64
             size = sizes.get(p, 0) + cost

@@ -175,8 +175,9 @@ def journey_of(
     resolved contacts (for TTR), so a run can be recomputed alone."""
     start, last = run[0][0], run[-1][0]
     sessions = tuple(sorted({e.session_id for _, e in run}))  # runs hold portal events
-    escalated_at = escalation_at(run, sessions, next_start, contact_starts, links,
-                                 escalation_window_ms)  # fmt: skip
+    escalated_at = escalation_at(
+        run, sessions, next_start, contact_starts, links, escalation_window_ms
+    )
     ordered_at = next((at for at, e in run if isinstance(e, OrderPlaced)), None)
     progress = {}
     for funnel in funnels:
@@ -186,16 +187,25 @@ def journey_of(
     first = run[0][1]
     anonymous = isinstance(first, PortalEvent) and first.customer_id is None
     return Journey(
-        key, first.event_id, start, last, dict(first.attrs), sessions,
-        escalated_at, ordered_at, progress, anonymous,
+        key,
+        first.event_id,
+        start,
+        last,
+        dict(first.attrs),
+        sessions,
+        escalated_at,
+        ordered_at,
+        progress,
+        anonymous,
         _ttr(start, escalated_at, ordered_at, () if anonymous else resolved),
-    )  # fmt: skip
+    )
 
 
 def resolved_index(contacts: Iterable[Contact]) -> list[tuple[int, str, int | None]]:
     """(start, contact_id, end) of the resolved, ended contacts, sorted: what TTR looks up."""
-    return sorted((c.started_ms, c.contact_id, c.ended_ms) for c in contacts
-                  if c.resolved and c.ended_ms)  # fmt: skip
+    return sorted(
+        (c.started_ms, c.contact_id, c.ended_ms) for c in contacts if c.resolved and c.ended_ms
+    )
 
 
 def build_journeys(
@@ -216,8 +226,11 @@ def build_journeys(
     """
     runs = sessionize(timeline, gap_ms)
     starts = [at for at, e in timeline if isinstance(e, ContactStarted)]
-    linked = sorted((event_time_ms(e), e.data.linked_session_id) for e in links
-                    if isinstance(e, ContactStarted) and e.data.linked_session_id)  # fmt: skip
+    linked = sorted(
+        (event_time_ms(e), e.data.linked_session_id)
+        for e in links
+        if isinstance(e, ContactStarted) and e.data.linked_session_id
+    )
     resolved = resolved_index(contacts)
     return [
         journey_of(

@@ -144,8 +144,7 @@ def _payload(raw: bytes) -> orjson.Fragment | str:
 
 def _reject(out: Outcome, record: KeyedRecord, reason: str, detail: str) -> None:
     source = Source(record.topic, record.partition, record.offset)
-    letter = dead_letter(Rejection(reason, detail), bytes(record.event), source,
-                         record.received_ms)  # fmt: skip
+    letter = dead_letter(Rejection(reason, detail), bytes(record.event), source, record.received_ms)
     out.dead_letters.append((reason, letter))
 
 
@@ -232,12 +231,16 @@ def _overloaded(
     out: Outcome, record: KeyedRecord, state: KeyState, target: dict[str, Event], limits: KeyLimits
 ) -> None:
     if not record.link:
-        _reject(out, record, "key_overloaded",
-                f"journey key {record.key[:64]!r} holds {len(target)} events of "
-                f"{state.size_bytes} bytes; the limits are {limits.events} events, "
-                f"{limits.bytes} bytes and {limits.unit_bytes} bytes per journey or "
-                "contact: is a producer sending one customer or session id for many "
-                "people?")  # fmt: skip
+        _reject(
+            out,
+            record,
+            "key_overloaded",
+            f"journey key {record.key[:64]!r} holds {len(target)} events of "
+            f"{state.size_bytes} bytes; the limits are {limits.events} events, "
+            f"{limits.bytes} bytes and {limits.unit_bytes} bytes per journey or "
+            "contact: is a producer sending one customer or session id for many "
+            "people?",
+        )
 
 
 def horizon_ms(now_ms: int) -> int:

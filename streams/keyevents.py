@@ -49,7 +49,7 @@ class KeyEvents:
         "size_bytes",
         "start_ids",
         "start_times",
-    )  # fmt: skip
+    )
 
     def __init__(self) -> None:
         self.events: dict[str, Event] = {}

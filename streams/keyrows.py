@@ -45,8 +45,7 @@ class KeyRows(KeyEvents):
             due = {u for u, at in self.pending.items() if at <= watermark}
         contacts = self._contacts | {u.contact_id for u in due if isinstance(u, ContactUnit)}
         changes: list[tuple[str, dict[str, Any]]] = []
-        resolved_moved = self._contacts_refresh(key, contacts, watermark, version, shifts,
-                                                changes)  # fmt: skip
+        resolved_moved = self._contacts_refresh(key, contacts, watermark, version, shifts, changes)
         runs = self._runs | {u for u in due if isinstance(u, Run)}
         for at in self._moved + self._escalations:
             self._add_run_before(runs, at, "neighbour")
@@ -57,8 +56,15 @@ class KeyRows(KeyEvents):
             if index == len(self.runs) or self.runs[index] is not run:
                 continue  # merged into another run since it was marked
             following = self.run_starts[index + 1] if index + 1 < len(self.runs) else None
-            run.journey = journey_of(key, run.events, following, self.contact_starts,
-                                     self.link_index, self.resolved, funnels)  # fmt: skip
+            run.journey = journey_of(
+                key,
+                run.events,
+                following,
+                self.contact_starts,
+                self.link_index,
+                self.resolved,
+                funnels,
+            )
             self._emit(run, journey_rows(run.journey, funnels, watermark), version, changes)
             closes = run.last + GAP_MS
             self._set_due(run, 0 if run.journey.closed(watermark) else closes)

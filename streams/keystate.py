@@ -159,8 +159,15 @@ class KeyState(KeyRows):
         self.resolved.sort()
         for index, run in enumerate(self.runs):
             following = self.run_starts[index + 1] if index + 1 < len(self.runs) else None
-            run.journey = journey_of(key, run.events, following, self.contact_starts,
-                                     self.link_index, self.resolved, funnels)  # fmt: skip
+            run.journey = journey_of(
+                key,
+                run.events,
+                following,
+                self.contact_starts,
+                self.link_index,
+                self.resolved,
+                funnels,
+            )
         self._summarize_pending()
 
     # -- retention ------------------------------------------------------------------------------

@@ -178,8 +178,13 @@ class Delivery:
             except Retryable as exc:
                 if attempt == self.max_attempts or self.stop.is_set():
                     break
-                log.warning("%s: attempt %d failed (%s); retrying in %.2f s",
-                            self.name, attempt, exc, backoff)  # fmt: skip
+                log.warning(
+                    "%s: attempt %d failed (%s); retrying in %.2f s",
+                    self.name,
+                    attempt,
+                    exc,
+                    backoff,
+                )
                 metrics.NOTIFICATIONS.labels(self.name, "retried").inc()
                 if self.stop.wait(backoff):
                     break

@@ -203,8 +203,9 @@ class TransactionalProducer:
             try:
                 self._producer.begin_transaction()
             except KafkaException as exc:
-                raise self._failed(f"begin_transaction({self.transactional_id})",
-                                   exc.args[0]) from exc  # fmt: skip
+                raise self._failed(
+                    f"begin_transaction({self.transactional_id})", exc.args[0]
+                ) from exc
             self._open = True
         payload = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
         size = len(payload or b"") + len(key.encode() if isinstance(key, str) else key or b"")

@@ -279,8 +279,9 @@ class JourneyStage:
             aging = self.aging.setdefault(partition, [])
             for key in list(expired_keys(aging, states, self.clock())):
                 for kind, unit in self._live(partition, key).record_ids():
-                    self.output.send(topics.STATE.name, record_key(key, kind, unit), None,
-                                     partition)  # fmt: skip
+                    self.output.send(
+                        topics.STATE.name, record_key(key, kind, unit), None, partition
+                    )
                 del states[key]
                 del self.hot[partition][key]
                 self.open_total -= self.open.get(partition, {}).pop(key, 0)
@@ -370,8 +371,9 @@ class JourneyStage:
             state = self.partitions[partition].get(key)
             if isinstance(state, KeyState):  # gone if expired; dirty keys are never frozen
                 for kind, unit, value in state.records():
-                    self.output.send(topics.STATE.name, record_key(key, kind, unit), value,
-                                     partition)  # fmt: skip
+                    self.output.send(
+                        topics.STATE.name, record_key(key, kind, unit), value, partition
+                    )
         self.dirty.difference_update(mine)
 
     def _freshness(self, partition: int, watermark: int, quiet: bool = False) -> None:

@@ -36,8 +36,9 @@ def _unreadable(offset: int, key: bytes | None, exc: Exception) -> None:
     turn. Only the last record of a unit is decoded, so the unit is then left out; the stored
     figures of its key may be off, so the log names it."""
     metrics.STATE_RECORDS_UNREADABLE.inc()
-    log.error("skipping unreadable state record at offset %d (key %r): %s", offset,
-              (key or b"")[:64], exc)  # fmt: skip
+    log.error(
+        "skipping unreadable state record at offset %d (key %r): %s", offset, (key or b"")[:64], exc
+    )
 
 
 def states_from_records(
@@ -94,7 +95,11 @@ def restore_partition(bootstrap: str, topic: str, partition: int) -> dict[str, K
         consumer.close()
     states = states_from_records(records)
     log.info(
-        "restored %d keys of %s[%d] from %d records in %.2f s", len(states), topic, partition,
-        len(records), time.monotonic() - started,
-    )  # fmt: skip
+        "restored %d keys of %s[%d] from %d records in %.2f s",
+        len(states),
+        topic,
+        partition,
+        len(records),
+        time.monotonic() - started,
+    )
     return states

@@ -79,11 +79,15 @@ def ensure_topics(
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [
-        NewTopic(t.name, num_partitions=t.partitions or partitions, replication_factor=-1,
-                 config=t.config)
+        NewTopic(
+            t.name,
+            num_partitions=t.partitions or partitions,
+            replication_factor=-1,
+            config=t.config,
+        )
         for t in topics
         if t.name not in existing
-    ]  # fmt: skip
+    ]
     created: list[str] = []
     if missing:
         created = _create(admin, missing)
@@ -149,8 +153,9 @@ def check_layout(bootstrap: str) -> int:
             _write_layout(bootstrap, keyed)
         others = {n: c for n, c in counts.items() if c != keyed}
         if others:
-            log.info("topics with another partition count than %s (%d): %s", KEYED.name, keyed,
-                     others)  # fmt: skip
+            log.info(
+                "topics with another partition count than %s (%d): %s", KEYED.name, keyed, others
+            )
         return keyed
     built = recorded if recorded is not None else state
     raise PartitionLayoutError(
@@ -166,9 +171,13 @@ def _read_layout(bootstrap: str, keyed: int, state: int) -> tuple[int | None, bo
     """The recorded partition count (None: never recorded), and whether the keyed and state
     topics are still empty."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "cxpulse-layout-check",
-         "enable.auto.commit": False, "isolation.level": "read_committed"}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "cxpulse-layout-check",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     try:
         ends = [
             _watermarks(consumer, TopicPartition(name, p))[1]

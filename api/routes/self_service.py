@@ -54,9 +54,13 @@ async def containment(
         }
         if seconds is not None:
             points = containment_queries.containment(
-                ctx.store, window.start_ms, window.end_ms, filters=segment, interval_s=seconds,
+                ctx.store,
+                window.start_ms,
+                window.end_ms,
+                filters=segment,
+                interval_s=seconds,
                 **costs,
-            )  # fmt: skip
+            )
             result["series"] = series(points)
         return result
 

@@ -171,9 +171,15 @@ class KafkaBroker:
                 flush=True,
             )
         cmd = [
-            mvn, "-B", "-q", "-f", str(pom_path), "dependency:copy-dependencies",
-            f"-DoutputDirectory={self.libs_dir}", "-DincludeScope=runtime",
-        ]  # fmt: skip
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom_path),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.libs_dir}",
+            "-DincludeScope=runtime",
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise KafkaError(
@@ -242,9 +248,16 @@ class KafkaBroker:
                 )
             return
         cmd = [
-            java, "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format", "--standalone",
-            f"--cluster-id={new_cluster_id()}", "-c", str(self.properties_file),
-        ]  # fmt: skip
+            java,
+            "-cp",
+            f"{self.libs_dir}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={new_cluster_id()}",
+            "-c",
+            str(self.properties_file),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise KafkaError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
@@ -290,11 +303,19 @@ class KafkaBroker:
         self._write_properties()
         self._format_storage(java)
         cmd = [
-            java, f"-Xmx{c.heap}", "-Xms128m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.logs_dir}",
+            java,
+            f"-Xmx{c.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.logs_dir}",
             f"-Dlog4j2.configurationFile={_PKG / 'log4j2.xml'}",
-            "-cp", f"{self.libs_dir}/*", "kafka.Kafka", str(self.properties_file),
-        ]  # fmt: skip
+            "-cp",
+            f"{self.libs_dir}/*",
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
         with (self.logs_dir / "stdout.log").open("ab") as out:
             self._proc = subprocess.Popen(
                 cmd,
