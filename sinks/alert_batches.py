@@ -11,9 +11,9 @@ from cxpulse.schemas.vocabulary import ALERT_CONTACT_COLUMNS
 from cxpulse.sinks.alert_queries import (
     CONTACT_ALERT_FLAGS,
     DROPPED,
+    bound_arrivals,
     bound_segments,
     contact_segments,
-    step_arrivals,
 )
 from cxpulse.sinks.store import Store
 
@@ -153,27 +153,11 @@ def timely_dropoff_batch(
     data up to its point; a baseline up to `first_ms` while (points - 1) * every <= window_ms,
     which the caller keeps for points it has no complete data for yet."""
     known = min(known, points)
-    params: dict[str, Any] = {
-        "funnel": funnel,
-        "first_ms": first_ms,
-        "window": window_ms,
-        "baseline": baseline_ms,
-    }
-    longest = max(taus_ms.values(), default=0)
-    params["enter_lo"] = ch_time(first_ms - longest - window_ms - baseline_ms - span_ms)
-    params["at"] = ch_time(first_ms + (points - 1) * every_ms)
-    ks = sorted(taus_ms)
-    for k in ks:
-        params[f"tau{k}"] = int(taus_ms[k])
-    tau = "multiIf(" + ", ".join(f"k = {k}, {{tau{k}:Int64}}" for k in ks) + ", 0)"
+    params: dict[str, Any] = {"first_ms": first_ms, "window": window_ms, "baseline": baseline_ms}
+    oldest_ms = first_ms - window_ms - baseline_ms - span_ms
+    last_ms = first_ms + (points - 1) * every_ms
+    arrivals = bound_arrivals(funnel, taus_ms, oldest_ms, last_ms, params)
     segments = bound_segments(segment_attrs, params)
-    arrivals = step_arrivals(
-        "{funnel:String}",
-        tau,
-        "{enter_lo:DateTime64(3, 'UTC')}",
-        "{at:DateTime64(3, 'UTC')}",
-        f"k IN ({', '.join(str(k) for k in ks)})",
-    )
     window = _point_range("prev_at", "hi0", "top0", every_ms, known, "w")
     base = _point_range("prev_at", "lo0", "hi0", every_ms, points, "b")
     sql = f"""
@@ -192,7 +176,7 @@ FROM (
 )
 ARRAY JOIN {segments} AS seg
 GROUP BY k, attr, value, w_first, w_last, b_first, b_last"""
-    rows = store.query(sql, params) if ks else []
+    rows = store.query(sql, params) if taus_ms else []
     return Batch.of(rows, first_ms, every_ms, points, known, ("k", "attr", "value"), ("n", "hits"))
 
 

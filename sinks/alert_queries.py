@@ -158,6 +158,25 @@ GROUP BY k"""
     return {int(r["k"]): int(r["p90"]) for r in store.query(sql, params)}
 
 
+def bound_arrivals(
+    funnel: str, taus_ms: Mapping[int, int], oldest_ms: int, at_ms: int, params: dict[str, Any]
+) -> str:
+    """`step_arrivals` of `funnel` at the steps k of `taus_ms`, each with its tau, for journeys
+    that entered in [oldest - the longest tau, at), all bound into `params`."""
+    ks = sorted(taus_ms)
+    params.update({f"tau{k}": int(taus_ms[k]) for k in ks}, funnel=funnel)
+    params["enter_lo"] = ch_time(oldest_ms - max(taus_ms.values(), default=0))
+    params["at"] = ch_time(at_ms)
+    tau = "multiIf(" + ", ".join(f"k = {k}, {{tau{k}:Int64}}" for k in ks) + ", 0)"
+    return step_arrivals(
+        "{funnel:String}",
+        tau,
+        "{enter_lo:DateTime64(3, 'UTC')}",
+        "{at:DateTime64(3, 'UTC')}",
+        f"k IN ({', '.join(str(k) for k in ks)})",
+    )
+
+
 def timely_dropoff(
     store: Store,
     funnel: str,
@@ -175,25 +194,9 @@ def timely_dropoff(
     within tau_k. Only what was known at `at` counts: a window journey's deadline is before it."""
     if not taus_ms:
         return []
-    params: dict[str, Any] = {
-        "funnel": funnel,
-        "window": window_ms,
-        "baseline": baseline_ms,
-        "at_ms": at_ms,
-    }
-    longest = max(taus_ms.values())
-    params["enter_lo"] = ch_time(at_ms - longest - window_ms - baseline_ms - span_ms)
-    params["at"] = ch_time(at_ms)
-    ks = sorted(taus_ms)
-    for k in ks:
-        params[f"tau{k}"] = int(taus_ms[k])
-    tau = "multiIf(" + ", ".join(f"k = {k}, {{tau{k}:Int64}}" for k in ks) + ", 0)"
-    arrivals = step_arrivals(
-        "{funnel:String}",
-        tau,
-        "{enter_lo:DateTime64(3, 'UTC')}",
-        "{at:DateTime64(3, 'UTC')}",
-        f"k IN ({', '.join(str(k) for k in ks)})",
+    params: dict[str, Any] = {"window": window_ms, "baseline": baseline_ms, "at_ms": at_ms}
+    arrivals = bound_arrivals(
+        funnel, taus_ms, at_ms - window_ms - baseline_ms - span_ms, at_ms, params
     )
     segments = bound_segments(segment_attrs, params)
     sql = timely_dropoff_counts(

@@ -124,47 +124,25 @@ def contact_facts(
     return facts
 
 
+#: Contact rows' flags that count as they are, and every count the KPIs are ratios of.
+FLAGS = ("queued", "answered", "abandoned", "short_abandoned", "answered_within_sl",
+         "transferred", "ivr_contained", "resolved", "first_contact_resolved")  # fmt: skip
+COUNTS = ("contacts", "queued", "answered", "abandoned", "short_abandoned", "answered_within_sl",
+          "transferred", "handled", "ivr_contacts", "ivr_contained", "zero_out", "resolved",
+          "first_contact_resolved", "csat_responses", "nps_responses", "ces_responses")  # fmt: skip
+
+
 def summarize_kpis(contacts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Contact-center KPIs over contact rows (filter them first for a range, queue, team...),
     as ratios of counts and sums, never averages of averages."""
-    counts = dict.fromkeys(
-        (
-            "contacts",
-            "queued",
-            "answered",
-            "abandoned",
-            "short_abandoned",
-            "answered_within_sl",
-            "transferred",
-            "handled",
-            "ivr_contacts",
-            "ivr_contained",
-            "zero_out",
-            "resolved",
-            "first_contact_resolved",
-            "csat_responses",
-            "nps_responses",
-            "ces_responses",
-        ),
-        0,
-    )
+    counts = dict.fromkeys(COUNTS, 0)
     wait_answered_ms = 0
     handle_ms = 0
     satisfied = promoters = detractors = ces_sum = 0
     fcr_final = ivr_final = True
     for contact in contacts:
         counts["contacts"] += 1
-        for flag in (
-            "queued",
-            "answered",
-            "abandoned",
-            "short_abandoned",
-            "answered_within_sl",
-            "transferred",
-            "ivr_contained",
-            "resolved",
-            "first_contact_resolved",
-        ):
+        for flag in FLAGS:
             counts[flag] += bool(contact[flag])
         if contact["answered"]:
             wait_answered_ms += contact["wait_ms"]
