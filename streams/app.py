@@ -192,7 +192,10 @@ def create_app(
                 await own(partition)
             await off_loop(process, groups)
         for message in messages:
-            highwater = app.consumer.highwater(message.tp)
+            try:
+                highwater = app.consumer.highwater(message.tp)
+            except AssertionError:  # revoked by a rebalance meanwhile: its lag is not ours
+                continue
             if highwater is not None:
                 lag = max(0, highwater - message.offset - 1)
                 metrics.CONSUMER_LAG.labels("journeys", message.topic, str(message.partition)).set(
