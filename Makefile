@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml deploy/constraints.txt | 
 
 .PHONY: setup run test lint format lock bench clean
 
+# The Go module is the test-time schema check of the Grafana files (tests/dashboards).
 setup: $(STAMP)
 	@$(BIN)/cxpulse kafka fetch
+	@command -v go >/dev/null || { echo "make setup: Go 1.22+ must be on PATH" >&2; exit 1; }
+	@cd dashboards/schemacheck && go mod download
 
 # setuptools notes "Editable installation." on every editable install and pip shows a local
 # project's build warnings even with --quiet: filter that one note; other warnings and every

@@ -20,7 +20,17 @@ from cxpulse.api.auth import ApiKeys
 from cxpulse.api.cache import ResultCache
 from cxpulse.api.deps import ApiContext, require_key
 from cxpulse.api.etag import ETagMiddleware
-from cxpulse.api.routes import alerts, contact_center, funnels, meta, self_service
+from cxpulse.api.routes import (
+    alerts,
+    changes,
+    compare,
+    contact_center,
+    drivers,
+    funnels,
+    impact,
+    meta,
+    self_service,
+)
 from cxpulse.sinks.store import Store
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.settings import Settings
@@ -41,6 +51,10 @@ def create_api(
     secured = [Depends(require_key)]
     for router in (funnels.router, contact_center.router, self_service.router, alerts.router):
         app.include_router(router, dependencies=secured)
+    app.include_router(changes.router, dependencies=secured)
+    app.include_router(impact.router, dependencies=secured)
+    app.include_router(compare.router, dependencies=secured)
+    app.include_router(drivers.router, dependencies=secured)
     app.include_router(meta.router)
     # Added first, so it runs inside the gzip middleware and sees the plain body.
     app.add_middleware(ETagMiddleware)

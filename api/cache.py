@@ -30,6 +30,7 @@ class _Flight(Generic[T]):
         self.done = threading.Event()
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.stale = False  # its key was forgotten while it ran: its value is not kept
 
     def result(self) -> T:
         self.done.wait()
@@ -112,11 +113,21 @@ class ResultCache(Generic[T]):
         with self._lock:
             del self._flights[key]
             self._entries.pop(key, None)
-            self._entries[key] = (started, value)
+            if not flight.stale:
+                self._entries[key] = (started, value)
             self._prune()
         flight.value = value
         flight.done.set()
         return value
+
+    def forget(self, key: Hashable) -> None:
+        """Drop `key` after a write changed what it holds: the next request computes it anew
+        (a computation already running answers its own waiters, but is not kept)."""
+        with self._lock:
+            self._entries.pop(key, None)
+            flight = self._flights.get(key)
+            if flight is not None:
+                flight.stale = True
 
     def _refresh(
         self, key: Hashable, compute: Callable[[], T], flight: _Flight[T], started: float

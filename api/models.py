@@ -228,6 +228,28 @@ class Containment(ContainmentFigures, Span):
     freshness_seconds: Freshness
 
 
+class ChangeRef(BaseModel):
+    """A portal change an alert names: made within CXPULSE_CHANGE_ALERT_WINDOW_SECONDS before
+    the alert started, as it was then (see GET /v1/changes)."""
+
+    id: str
+    title: str
+    at: Time
+
+
+class AlertDriver(BaseModel):
+    """A top drop-off driver a drop-off alert names (see GET /v1/funnels/{name}/drivers), as it
+    was when the alert started."""
+
+    kind: str
+    attr: str
+    value: str
+    rate: float
+    rate_rest: float
+    excess: float
+    p_adjusted: float
+
+
 class Alert(BaseModel):
     """An alert (design section 7); POST /v1/alerts/{id}/silence answers the silenced one."""
 
@@ -244,6 +266,13 @@ class Alert(BaseModel):
     started_at: Time
     resolved_at: Time | None
     silenced_until: Time | None
+    recent_changes: list[ChangeRef] = Field(
+        description="Changes made shortly before the alert started, oldest first."
+    )
+    top_drivers: list[AlertDriver] = Field(
+        description="Drop-off alerts: the segment values and event facts that dropped off at the "
+        "step significantly more than the rest before the alert started, largest excess first."
+    )
 
 
 class Alerts(BaseModel):

@@ -48,7 +48,10 @@ def resolve_keys(settings: Settings, generate: bool) -> tuple[ApiKeys, str | Non
 def _bind(settings: Settings) -> socket.socket:
     """The API's listening socket, bound here so a taken port is a clear error (uvicorn would
     log it and exit the process) and nothing can take the port between a check and the bind."""
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET)
+    family = socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET
+    # Name the protocol: asyncio turns Nagle off (TCP_NODELAY) only on connections whose socket
+    # says IPPROTO_TCP; with 0, every keep-alive response waited ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.api_host, settings.api_port))

@@ -1,5 +1,5 @@
-"""`cxpulse watch`: a live terminal view of the funnel, contact-center KPIs, firing alerts and
-freshness.
+"""`cxpulse watch`: a live terminal view of the funnel, contact-center KPIs, firing alerts, the
+latest portal changes and freshness.
 
 It reads the same HTTP API as any downstream service (so it also works against a remote
 stack), refreshing every few seconds; errors are shown in the view instead of ending it.
@@ -16,6 +16,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+#: How many of the latest changes the view shows.
+RECENT_CHANGES = 5
 
 
 def _pct(value: float | None) -> str:
@@ -44,6 +47,10 @@ def fetch(client: httpx.Client, funnel: str, since_s: int) -> dict[str, Any]:
     if response.status_code != 200:
         raise RuntimeError(f"/v1/alerts: {response.status_code}")
     result["alerts"] = response.json()["alerts"]
+    response = client.get("/v1/changes", params={"funnel": funnel})
+    if response.status_code != 200:
+        raise RuntimeError(f"/v1/changes: {response.status_code}")
+    result["changes"] = response.json()["changes"][-RECENT_CHANGES:]
     return result
 
 
@@ -86,21 +93,36 @@ def alerts_text(alerts: list[dict[str, Any]]) -> Text:
         where = " ".join(x for x in (a["funnel"], a["step"]) if x) or "contact center"
         segment = ", ".join(f"{k}={v}" for k, v in sorted((a["segment"] or {}).items()))
         muted = " (silenced)" if a["silenced_until"] else ""
+        after = ", ".join(c["id"] for c in a["recent_changes"])
         lines.append(
             f"{a['rule']} at {where} ({segment or 'overall'}): {_pct(a['current_rate'])} vs "
             f"{_pct(a['baseline_rate'])}, since {a['started_at']}{muted}"
+            + (f", after change {after}" if after else "")
         )
     return Text("\n".join(lines), style="red")
+
+
+def changes_text(changes: list[dict[str, Any]]) -> Text:
+    """The latest changes, newest first: when, id, title and where."""
+    if not changes:
+        return Text("no change recorded")
+    lines = [
+        f"{c['at']}  {c['id']}: {c['title']}"
+        + (f" ({' '.join(x for x in (c['funnel'], c['step']) if x)})" if c["funnel"] else "")
+        for c in reversed(changes)
+    ]
+    return Text("\n".join(lines))
 
 
 def render(data: dict[str, Any], since: str) -> Group:
     summary = data["summary"]
     center = Panel(center_text(data["kpis"], data["containment"]), title="contact center")
     firing = Panel(alerts_text(data["alerts"]), title="firing alerts")
+    changes = Panel(changes_text(data["changes"]), title="recent changes")
     fresh = summary["freshness_seconds"]
     style = "green" if fresh is not None and fresh < 60 else "red"
     freshness = Text(f"data as of {fresh if fresh is not None else '?'} s ago", style=style)
-    return Group(funnel_table(summary, since), center, firing, freshness)
+    return Group(funnel_table(summary, since), center, firing, changes, freshness)
 
 
 def watch(base_url: str, key: str, funnel: str, since: str, since_s: int, every_s: float) -> None:

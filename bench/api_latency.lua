@@ -3,10 +3,13 @@
 -- Arguments (after `--`): API key [, start ms, end ms]. With a range, every request asks for
 -- its own range (the start moves by 1 ms per request and differs per thread), so no two
 -- requests share a cached result: the uncached case.
+-- Or: API key, "window", seconds: every request asks for its own `window` (1 s shorter per
+-- request, 100000 s apart per thread), the uncached case of a change's impact.
 
 local next_id = 0
 local cold_start, cold_end = nil, nil
 local sent = 0
+local window_s = nil
 
 function setup(thread)
   thread:set("thread_id", next_id)
@@ -20,12 +23,19 @@ end
 function init(args)
   wrk.headers["Authorization"] = "Bearer " .. args[1]
   wrk.headers["Accept-Encoding"] = "gzip"
-  if args[2] then
+  if args[2] == "window" then
+    window_s = tonumber(args[3])
+  elseif args[2] then
     cold_start, cold_end = tonumber(args[2]), tonumber(args[3])
   end
 end
 
 function request()
+  if window_s then
+    sent = sent + 1
+    local sep = string.find(wrk.path, "?", 1, true) and "&" or "?"
+    return wrk.format(nil, wrk.path .. sep .. "window=" .. (window_s - thread_id * 100000 - sent) .. "s")
+  end
   if not cold_start then
     return wrk.format()
   end

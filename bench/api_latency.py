@@ -1,13 +1,14 @@
-"""API latency: p50/p99 of the funnel summary and KPI endpoints at concurrency 32 over 7 days of
-simulated history (target p99 <= 50 ms), measured with wrk (C, epoll) so the load generator
-costs the 2-core machine next to nothing.
+"""API latency: p50/p99 of the funnel summary, KPI, change impact and experiment comparison
+endpoints at concurrency 32 over 7 days of simulated history (target p99 <= 50 ms), measured
+with wrk (C, epoll) so the load generator costs the 2-core machine next to nothing.
 
 Cases: /healthz, the floor of the HTTP stack without a query; the dashboard-polling case, 32
 connections asking for the same figures (served from the API's short-lived result cache); and
 the uncached case, every request a range of its own, so each one costs a store query, at 32
 connections and one at a time (what one query costs without waiting for the others). The
 history goes through the real journey stage (without Kafka) into a chdb store; the API runs as
-its own `cxpulse api` process, as in server mode. The machine's 1-minute load average is
+its own `cxpulse api` process, as in server mode; a change stored in the middle of the history
+has its impact read over 3.5 days either side. The machine's 1-minute load average is
 recorded after each case (it includes the benchmark itself, about 1 to 1.5 on its own), since
 other work on the machine shows in the tail latencies.
 """
@@ -28,6 +29,7 @@ from typing import Any
 from bench.common import write_result
 from cxpulse.deploy.kafka import free_port
 from cxpulse.schemas.deadletters import Source
+from cxpulse.sinks.changes import Change, add_change
 from cxpulse.sinks.migrate import migrate
 from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams import topics
@@ -49,6 +51,8 @@ QUIET_LOAD = 1.0  # 1-minute load average to wait for (2 cores) ...
 QUIET_PATIENCE_S = 180  # ... for at most this long
 KEY = "bench-key"
 LUA = Path(__file__).resolve().with_suffix(".lua")
+CHANGE = "bench-change"
+IMPACT_WINDOW_S = DAYS * 86_400 // 2  # the whole history: 3.5 days before and after
 
 
 class Rows:
@@ -83,6 +87,7 @@ def build_history(data_dir: Path) -> int:
         for table, table_rows in rows.by_table.items():
             for start in range(0, len(table_rows), 50_000):
                 store.insert(table, table_rows[start : start + 50_000])
+        add_change(store, Change(CHANGE, "A change mid-history", now - DAYS * 86_400_000 // 2))
     return events
 
 
@@ -149,6 +154,9 @@ def main() -> None:
             start_ms, end_ms = now_ms - DAYS * 86_400_000, now_ms + 60_000
             window = f"start={rfc3339(start_ms)}&end={rfc3339(end_ms)}"
             summary, kpis = "/v1/funnels/self_service/summary", "/v1/contact-center/kpis"
+            impact = f"/v1/changes/{CHANGE}/impact"
+            compare = "/v1/funnels/self_service/compare?by=tier&control=consumer"
+            windows = ("window", str(IMPACT_WINDOW_S))  # every request its own window
             uncached = (str(start_ms), str(end_ms))  # the script gives every request its range
             # name: (path, connections, script arguments, target)
             cases: dict[str, tuple[str, int, tuple[str, ...], str]] = {
@@ -167,6 +175,17 @@ def main() -> None:
                     summary, 1, uncached, ""),
                 "contact-center KPIs, 7 days, uncached, one request at a time": (
                     kpis, 1, uncached, ""),
+                "change impact, 3.5 days either side, same figures (cached)": (
+                    f"{impact}?window={IMPACT_WINDOW_S}s", CONCURRENCY, (), T),
+                "experiment comparison by tier, 7 days, same figures (cached)": (
+                    f"{compare}&{window}", CONCURRENCY, (), T),
+                "change impact, every request its own window (uncached)": (
+                    impact, CONCURRENCY, windows, ""),
+                "experiment comparison, every request its own range (uncached)": (
+                    compare, CONCURRENCY, uncached, ""),
+                "change impact, uncached, one request at a time": (impact, 1, windows, ""),
+                "experiment comparison, uncached, one request at a time": (
+                    compare, 1, uncached, ""),
             }  # fmt: skip
             load = wait_until_quiet(QUIET_LOAD, QUIET_PATIENCE_S)
             print(f"measuring at load average {load:.2f}", flush=True)

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from grafana_foundation_sdk.builders import barchart, common, dashboard, stat, table, timeseries
-from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as models
 
-from cxpulse.dashboards import sql
+from cxpulse.dashboards import driver_panels, impact_panels, sql
+from cxpulse.dashboards.annotations import changes_annotation, clickhouse_annotation
 from cxpulse.dashboards.config import DATASOURCE_TYPE, BoardConfig
 from cxpulse.dashboards.rules import (
     ONCALL_FIRING_PANEL,
@@ -167,6 +167,7 @@ def funnel_dashboard(funnel: FunnelSpec, config: BoardConfig) -> dashboard.Dashb
     steps = [s.name for s in funnel.steps]
     p = _Panels(config)
     board = _dashboard(funnel_uid(funnel), f"Self-service: {funnel.name}", ["self-service"])
+    board.annotation(changes_annotation(funnel.name, config))
     for variable in segment_variables(config, "journey_funnels", "attrs", "entered_at"):
         board.with_variable(variable)
     board.with_variable(
@@ -230,6 +231,10 @@ def funnel_dashboard(funnel: FunnelSpec, config: BoardConfig) -> dashboard.Dashb
     ]
     for panel in panels:
         board.with_panel(panel)
+    for variable in impact_panels.variables(config, funnel):
+        board.with_variable(variable)
+    for title, query_sql, what in impact_panels.tables(funnel, config):
+        board.with_panel(p.table(title, query_sql, what, 24, 8))
     return board
 
 
@@ -313,18 +318,9 @@ def oncall_dashboard(config: BoardConfig) -> dashboard.Dashboard:
     board = _dashboard(ONCALL_UID, "On-call", ["alerts"])
     for variable in oncall_variables(config):
         board.with_variable(variable)
+    board.with_variable(driver_panels.step_variable(config))
     board.annotation(
-        dashboard.AnnotationQuery()
-        .name("cxpulse alerts")
-        .enable(True)
-        .icon_color("red")
-        .datasource(models.DataSourceRef(DATASOURCE_TYPE, config.datasource_uid))
-        .target(
-            cast(
-                cogbuilder.Builder[models.AnnotationTarget],
-                ClickHouseQuery("Anno", sql.alert_annotations(), config.datasource_uid),
-            )
-        )
+        clickhouse_annotation("cxpulse alerts", "red", sql.alert_annotations(), config)
     )
     board.annotation(
         dashboard.AnnotationQuery()
@@ -373,6 +369,9 @@ def oncall_dashboard(config: BoardConfig) -> dashboard.Dashboard:
                 8,
             )
         )
+        title = f"{driver_panels.TITLE}: {funnel.name}"
+        drivers = driver_panels.drivers_sql(funnel)
+        board.with_panel(p.table(title, drivers, driver_panels.DESCRIPTION, 24, 8))
     return board
 
 

@@ -16,15 +16,24 @@ def _all() -> models.VariableOption:
     return models.VariableOption(selected=True, text="All", value="$__all")
 
 
-def _query_variable(
+def query_variable(
     config: BoardConfig, name: str, label: str, values_sql: str
 ) -> dashboard.QueryVariable:
+    """A variable whose values are a ClickHouse query's, read again when the range changes."""
     return (
         dashboard.QueryVariable(name)
         .label(label)
         .datasource(models.DataSourceRef(DATASOURCE_TYPE, config.datasource_uid))
         .query({"editorType": "sql", "rawSql": values_sql})
         .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+    )
+
+
+def _query_variable(
+    config: BoardConfig, name: str, label: str, values_sql: str
+) -> dashboard.QueryVariable:
+    return (
+        query_variable(config, name, label, values_sql)
         .sort(models.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)

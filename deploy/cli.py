@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from cxpulse.deploy import cli_stack, cli_traffic, cli_views
+from cxpulse.deploy.cli_changes import change_app
 from cxpulse.deploy.cli_dlq import dlq_app
 from cxpulse.deploy.cli_grafana import grafana_app
 from cxpulse.deploy.cli_kafka import kafka_app
@@ -36,6 +37,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(grafana_app, name="grafana")
+app.add_typer(change_app, name="change")
 
 
 def main() -> None:

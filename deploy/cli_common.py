@@ -43,3 +43,18 @@ def bootstrap_or_fail(settings: Settings) -> str:
         return resolve_bootstrap(settings)
     except KafkaError as exc:
         raise fail(str(exc)) from exc
+
+
+def api_access(settings: Settings, url: str | None) -> tuple[str, str]:
+    """(base URL, API key) of the metrics API: `url`, else the running `up` stack's, with the
+    first plain key of the settings (or the one `up` generated); exits when there is none."""
+    from cxpulse.api.server import ApiError, resolve_keys
+
+    try:
+        _, shown = resolve_keys(settings, generate=False)
+    except ApiError as exc:
+        raise fail(str(exc)) from exc
+    key = shown or settings.api_keys.get_secret_value().split(",")[0].strip()  # type: ignore[union-attr]
+    if key.startswith("sha256:"):
+        raise fail("CXPULSE_API_KEYS holds only hashes; set a plain key to reach the API")
+    return url or f"http://{settings.api_host}:{settings.api_port}", key

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
 from cxpulse.deploy.cli_common import bootstrap_or_fail, console, err, fail, load_settings
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without loading the simulator
+    from cxpulse.streams.settings import Settings
+    from cxpulse.streams.simulator.truth_events import GroundTruthConfig
 
 
 def _progress(total: int | None, description: str) -> Any:
@@ -59,6 +63,25 @@ def simulate(
             "'step=troubleshoot,start=+30m,end=+90m,extra=0.2,product_line=printers'."
         ),
     ] = None,
+    change: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A portal change, repeatable: from `at` (relative to now or RFC 3339) drop-off at "
+            "a step moves by `effect`, optionally for attr=value only: "
+            "'at=-3d,step=diagnose,effect=-0.05[,id=sim-change-1][,attr=value]'."
+        ),
+    ] = None,
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An experiment, repeatable: customers split evenly into the values of a new "
+            "attribute, each value's extra drop-off at a step: "
+            "'attr=variant,values=A:B:C,step=troubleshoot,effect=B:0.1'."
+        ),
+    ] = None,
+    impact_window: Annotated[
+        str, typer.Option(help="With --ground-truth: the window of each change's impact.")
+    ] = "7d",
     duplicates: Annotated[float, typer.Option(help="Share of events sent twice.")] = 0.0,
     out_of_order: Annotated[float, typer.Option(help="Share delayed up to 30 s.")] = 0.0,
     late: Annotated[float, typer.Option(help="Share delayed minutes to hours.")] = 0.0,
@@ -71,10 +94,16 @@ def simulate(
     import time
 
     from cxpulse.schemas.durations import parse_duration_ms
-    from cxpulse.streams.simulator.config import SimConfig, parse_incident, parse_time_ms
+    from cxpulse.streams.simulator.config import (
+        SimConfig,
+        parse_change,
+        parse_experiment,
+        parse_incident,
+        parse_time_ms,
+    )
     from cxpulse.streams.simulator.noise import NoiseConfig
     from cxpulse.streams.simulator.output import paced, send_to_kafka, write_jsonl
-    from cxpulse.streams.simulator.run import GroundTruthCollector, Plan
+    from cxpulse.streams.simulator.run import GroundTruthCollector, Plan, questions_of
     from cxpulse.streams.simulator.truth_funnels import load_funnels
 
     now_ms = time.time_ns() // 1_000_000
@@ -84,15 +113,23 @@ def simulate(
         default_start = "now" if not fast else f"-{span_ms}ms"
         start_ms = parse_time_ms(start or default_start, now_ms)
         incidents = tuple(parse_incident(text, start_ms, now_ms) for text in incident or [])
+        changes = tuple(parse_change(text, n, now_ms) for n, text in enumerate(change or [], 1))
+        experiments = tuple(parse_experiment(text) for text in experiment or [])
+        window_ms = parse_duration_ms(impact_window)
+        if window_ms <= 0:
+            raise ValueError("--impact-window must be longer than 0")
         noise = NoiseConfig(
             duplicates=duplicates, out_of_order=out_of_order, late=late, malformed=malformed
         )
-        plan = Plan(
-            SimConfig(seed=seed, start_ms=start_ms, rate=rate, incidents=incidents),
-            noise,
-            count,
-            duration_ms,
+        config = SimConfig(
+            seed=seed,
+            start_ms=start_ms,
+            rate=rate,
+            incidents=incidents,
+            changes=changes,
+            experiments=experiments,
         )
+        plan = Plan(config, noise, count, duration_ms)
     except ValueError as exc:
         raise fail(str(exc)) from exc
     if ground_truth is not None and count is None and duration_ms is None:
@@ -115,9 +152,33 @@ def simulate(
         except KeyboardInterrupt:
             err.print("stopped.")
     if collector is not None and ground_truth is not None:
-        truth = collector.ground_truth(load_funnels())
+        # Impact and the experiments' range end when the run does (a paced run ends after now).
+        finished_ms = time.time_ns() // 1_000_000
+        truth = collector.ground_truth(
+            load_funnels(),
+            questions=questions_of(config, window_ms, finished_ms),
+            config=_truth_config(load_settings()),
+        )
         ground_truth.write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
         console.print(f"ground truth of {len(collector.events):,} distinct events: {ground_truth}")
+
+
+def _truth_config(settings: Settings) -> GroundTruthConfig:
+    """The ground truth under the windows and costs the stack is configured with, so a stack
+    started with other windows agrees with its own truth file."""
+    from cxpulse.streams.simulator.truth_events import GroundTruthConfig
+
+    w = settings.windows()
+    return GroundTruthConfig(
+        gap_ms=w.gap_ms,
+        escalation_window_ms=w.escalation_window_ms,
+        ivr_followup_ms=w.ivr_followup_ms,
+        fcr_window_ms=w.fcr_window_ms,
+        short_abandon_ms=w.short_abandon_ms,
+        service_level_ms=w.service_level_ms,
+        assisted_cost=settings.assisted_cost,
+        self_service_cost=settings.self_service_cost,
+    )
 
 
 def replay(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cxpulse.deploy.cli_common import console, fail, load_settings
+from cxpulse.deploy.cli_common import api_access, console, fail, load_settings
 
 
 def watch(
@@ -21,8 +21,8 @@ def watch(
         str | None, typer.Option(help="API base URL. Default: the running `up` stack's.")
     ] = None,
 ) -> None:
-    """A live terminal view: funnel, contact-center KPIs, firing alerts, freshness (Ctrl-C ends)."""
-    from cxpulse.api.server import ApiError, resolve_keys
+    """A live terminal view: funnel, contact-center KPIs, firing alerts, latest changes,
+    freshness (Ctrl-C ends)."""
     from cxpulse.api.watch import watch as run_watch
     from cxpulse.schemas.durations import parse_duration_ms
 
@@ -34,13 +34,9 @@ def watch(
     root.setLevel(logging.WARNING)
     try:
         since_s = parse_duration_ms(since) // 1000
-        _, shown = resolve_keys(settings, generate=False)
-    except (ValueError, ApiError) as exc:
+    except ValueError as exc:
         raise fail(str(exc)) from exc
-    key = shown or settings.api_keys.get_secret_value().split(",")[0].strip()  # type: ignore[union-attr]
-    if key.startswith("sha256:"):
-        raise fail("CXPULSE_API_KEYS holds only hashes; set a plain key to watch")
-    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    base, key = api_access(settings, url)
     with contextlib.suppress(KeyboardInterrupt):
         run_watch(base, key, funnel, since, since_s, every)
 
@@ -48,11 +44,21 @@ def watch(
 def report(
     since: Annotated[str, typer.Option(help="Range to report: the last 30m, 24h, 7d ...")] = "24h",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    change: Annotated[
+        str | None, typer.Option(help="Report this change's impact instead (a change id).")
+    ] = None,
+    window: Annotated[str, typer.Option(help="With --change: before and after, e.g. 7d.")] = "7d",
 ) -> None:
-    """Funnel, contact-center KPIs and containment of a recent range, read from the store.
+    """Funnel, contact-center KPIs and containment of a recent range, read from the store; with
+    --change, that change's impact.
 
     With embedded chdb run it while `cxpulse up` is stopped (one process per database).
     """
+    if change is not None:
+        from cxpulse.deploy.cli_impact import report_impact
+
+        report_impact(change, window, as_json)
+        return
     import time
 
     from cxpulse.deploy.stack import store_for

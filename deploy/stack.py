@@ -173,6 +173,7 @@ def run_stream_worker(settings: Settings, bootstrap: str, metrics_port: int | No
             settings.shift_table(),
             settings.worker_group_messages,
             limits=settings.key_limits(),
+            windows=settings.windows(),
         )
         run_worker(app, logging_config(settings.log_level, settings.log_format))
     finally:

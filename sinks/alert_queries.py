@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from cxpulse.schemas.times import ch_time
 from cxpulse.schemas.vocabulary import ALERT_CONTACT_COLUMNS, CONTACT_COLUMNS
 from cxpulse.sinks.contact_queries import IN_SERVICE_LEVEL
@@ -21,7 +23,7 @@ _ALERT_COLUMNS = (
     "window_journeys, z, toUnixTimestamp64Milli(started_at) AS started_ms, "
     "toUnixTimestamp64Milli(resolved_at) AS resolved_ms, "
     "if(s.id = '', NULL, toUnixTimestamp64Milli(s.silenced_until)) AS silenced_ms, "
-    "toUnixTimestamp64Milli(a.updated_at) AS updated_ms"
+    "toUnixTimestamp64Milli(a.updated_at) AS updated_ms, recent_changes, top_drivers"
 )
 # Each alert's latest state, with its latest silence (kept apart: see migration 0005).
 ALERTS_WITH_SILENCES = (
@@ -50,7 +52,7 @@ def alerts(
         f"SELECT {_ALERT_COLUMNS} FROM {ALERTS_WITH_SILENCES} WHERE {' AND '.join(clauses)} "
         "ORDER BY started_at DESC, id"
     )
-    return store.query(sql, params)
+    return _with_changes(store.query(sql, params))
 
 
 def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
@@ -58,7 +60,16 @@ def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
         f"SELECT {_ALERT_COLUMNS} FROM {ALERTS_WITH_SILENCES} WHERE a.id = {{id:String}}",
         {"id": alert_id},
     )
-    return rows[0] if rows else None
+    return _with_changes(rows)[0] if rows else None
+
+
+def _with_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`recent_changes` and `top_drivers` are stored as JSON text (migrations 0006, 0007): as the
+    lists they hold."""
+    return [
+        row | {name: orjson.loads(row[name]) for name in ("recent_changes", "top_drivers")}
+        for row in rows
+    ]
 
 
 # -- alert evaluation (design section 7) ------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from cxpulse.schemas.times import ch_time, iso_time
 from cxpulse.sinks.store import Store
 
@@ -24,6 +26,8 @@ def _row(alert: dict[str, Any], updated_ms: int) -> dict[str, Any]:
         "z": alert["z"],
         "started_at": ch_time(int(alert["started_ms"])),
         "resolved_at": None if alert["resolved_ms"] is None else ch_time(int(alert["resolved_ms"])),
+        "recent_changes": orjson.dumps(alert["recent_changes"]).decode(),
+        "top_drivers": orjson.dumps(alert["top_drivers"]).decode(),
         "updated_at": ch_time(updated_ms),
     }
 
@@ -54,6 +58,8 @@ def document(alert: dict[str, Any]) -> dict[str, Any]:
         "started_at": iso(alert["started_ms"]),
         "resolved_at": iso(alert["resolved_ms"]),
         "silenced_until": iso(alert["silenced_ms"]),
+        "recent_changes": alert["recent_changes"],
+        "top_drivers": alert["top_drivers"],
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from cxpulse.schemas.times import ch_time
 
-ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+ATTR_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")  # \Z: `$` would allow a final newline
 
 
 class QueryError(ValueError):

@@ -52,6 +52,7 @@ from cxpulse.streams.producer import (
 from cxpulse.streams.rowbatch import MAX_MESSAGE_BYTES, RowBatcher
 from cxpulse.streams.stage import JourneyStage
 from cxpulse.streams.state_store import restore_partition
+from cxpulse.streams.windows import DEFAULT_WINDOWS, Windows
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def create_app(
     group_messages: int,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     limits: KeyLimits = DEFAULT_KEY_LIMITS,
+    windows: Windows = DEFAULT_WINDOWS,
 ) -> faust.App:
     app = faust.App(
         APP_ID,
@@ -133,7 +135,7 @@ def create_app(
 
     # Store rows leave in a few messages per partition's transaction, not one per row.
     rows = RowBatcher(output, max_bytes=min(MAX_MESSAGE_BYTES, max_message_bytes))
-    stage = JourneyStage(rows, funnels, unowned, shifts=shifts, limits=limits)
+    stage = JourneyStage(rows, funnels, unowned, shifts=shifts, limits=limits, windows=windows)
     keyed = app.topic(topics.KEYED.name, value_serializer="raw")
 
     async def off_loop(fn: Callable[..., T], *args: Any) -> T:

@@ -2,9 +2,9 @@
 
 A contact is the events of one contact_id; it counts once its `cc.contact_started` is known, in
 the bucket of that start. Whatever the arrival order, the first event of each kind (by time,
-then event_id) decides; follow-up flags (IVR containment 24 h, FCR 7 d) look at the other
-contacts of the same customer and turn final when the watermark passes their window. The rules
-are those of docs/decisions.md, "Metric semantics".
+then event_id) decides; follow-up flags (IVR containment, FCR: `Windows`, by default 24 h and
+7 d) look at the other contacts of the same customer and turn final when the watermark passes
+their window. The rules are those of docs/decisions.md, "Metric semantics".
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ from cxpulse.schemas.events import (
     SurveySubmitted,
     Transferred,
 )
-
-SHORT_ABANDON_MS = 5_000
-SERVICE_LEVEL_MS = 20_000
-IVR_FOLLOWUP_MS = 24 * 3_600_000
-FCR_WINDOW_MS = 7 * 24 * 3_600_000
+from cxpulse.streams.windows import Windows
 
 
 @dataclass(frozen=True)
@@ -90,8 +86,8 @@ class Contact:
     csat: int | None
     nps: int | None
     ces: int | None
-    repeat_within_24h: bool
-    repeat_within_7d: bool
+    repeat_in_ivr_followup: bool  # another contact of the customer within the IVR follow-up
+    repeat_in_fcr_window: bool  # another contact of the customer within the FCR window
     attrs: dict[str, str]
 
     @property
@@ -127,9 +123,10 @@ class Contact:
             return None
         return self.ended_ms - self.answered_ms  # type: ignore[operator]
 
-    def row(self, watermark_ms: int, shifts: ShiftTable) -> dict[str, Any]:
+    def row(self, watermark_ms: int, shifts: ShiftTable, windows: Windows) -> dict[str, Any]:
         """The measurable facts of the contact, as the `contacts` table stores them."""
         wait = self.wait_ms
+        short = self.abandoned and wait is not None and wait < windows.short_abandon_ms
         return {
             "contact_id": self.contact_id,
             "customer_id": self.customer_id,
@@ -140,20 +137,22 @@ class Contact:
             "queued": int(self.queued),
             "answered": int(self.answered),
             "abandoned": int(self.abandoned),
-            "short_abandoned": int(self.abandoned and wait is not None and wait < SHORT_ABANDON_MS),
+            "short_abandoned": int(short),
             "answered_within_sl": int(
-                self.answered and wait is not None and wait <= SERVICE_LEVEL_MS
+                self.answered and wait is not None and wait <= windows.service_level_ms
             ),
             "wait_ms": wait,
             "handle_ms": self.handle_ms,
             "transferred": int(self.answered and self.transfers > 0),
             "transfers": self.transfers,
             "ivr_outcome": self.ivr_outcome or "",
-            "ivr_contained": int(self.ivr_outcome == "contained" and not self.repeat_within_24h),
-            "ivr_final": int(watermark_ms >= self.started_ms + IVR_FOLLOWUP_MS),
+            "ivr_contained": int(
+                self.ivr_outcome == "contained" and not self.repeat_in_ivr_followup
+            ),
+            "ivr_final": int(watermark_ms >= self.started_ms + windows.ivr_followup_ms),
             "resolved": int(self.resolved),
-            "first_contact_resolved": int(self.resolved and not self.repeat_within_7d),
-            "fcr_final": int(watermark_ms >= self.started_ms + FCR_WINDOW_MS),
+            "first_contact_resolved": int(self.resolved and not self.repeat_in_fcr_window),
+            "fcr_final": int(watermark_ms >= self.started_ms + windows.fcr_window_ms),
             "part_shipped": int(self.part_shipped),
             "csat": self.csat,
             "nps": self.nps,
@@ -162,11 +161,11 @@ class Contact:
             "attrs": self.attrs,
         }
 
-    def next_due_ms(self, watermark_ms: int) -> int | None:
+    def next_due_ms(self, watermark_ms: int, windows: Windows) -> int | None:
         """When this contact's row next changes by time alone (a follow-up window ends)."""
         pending = [
             self.started_ms + window
-            for window in (IVR_FOLLOWUP_MS, FCR_WINDOW_MS)
+            for window in (windows.ivr_followup_ms, windows.fcr_window_ms)
             if watermark_ms < self.started_ms + window
         ]
         return min(pending, default=None)
@@ -186,6 +185,7 @@ def contact_of(
     items: Sequence[tuple[int, Event]],
     started: tuple[int, ContactStarted],
     start_times: Sequence[int],
+    windows: Windows,
 ) -> Contact:
     """One contact from its events (sorted as `by_time` does) and its start. The other
     contacts of the customer enter only through the sorted start times of all of them (the
@@ -223,13 +223,13 @@ def contact_of(
         csat=survey.csat if survey else None,
         nps=survey.nps if survey else None,
         ces=survey.ces if survey else None,
-        repeat_within_24h=repeated_within(IVR_FOLLOWUP_MS),
-        repeat_within_7d=repeated_within(FCR_WINDOW_MS),
+        repeat_in_ivr_followup=repeated_within(windows.ivr_followup_ms),
+        repeat_in_fcr_window=repeated_within(windows.fcr_window_ms),
         attrs=dict(first.attrs),
     )
 
 
-def build_contacts(timeline: Sequence[tuple[int, Event]]) -> list[Contact]:
+def build_contacts(timeline: Sequence[tuple[int, Event]], windows: Windows) -> list[Contact]:
     """Every contact of a customer key that has a `cc.contact_started`, in start order: the
     reference the journey stage's incremental state (`keystate.py`) is tested against.
 
@@ -245,7 +245,9 @@ def build_contacts(timeline: Sequence[tuple[int, Event]]) -> list[Contact]:
         if (started := contact_start(items)) is not None
     )
     start_times = [s[0] for s in starts]
-    return [contact_of(cid, items, started, start_times) for _, cid, items, started in starts]
+    return [
+        contact_of(cid, items, started, start_times, windows) for _, cid, items, started in starts
+    ]
 
 
 DEFAULT_SHIFTS = "day=08:00-16:00,evening=16:00-00:00,night=00:00-08:00"

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cxpulse.schemas.times import now_ms
 from cxpulse.schemas.vocabulary import ALERT_CONTACT_COLUMNS, ALERT_SEGMENT_ATTRS
 from cxpulse.sinks import alert_batches, alert_queries, funnel_queries
 from cxpulse.sinks import alerts as alert_rows
 from cxpulse.sinks.store import Store
 from cxpulse.streams import alerting, metrics
+from cxpulse.streams.alert_context import alert_of, on_firing
 from cxpulse.streams.alerting import AlertState, Observation, Outcome, Thresholds
 from cxpulse.streams.funnels import FunnelSpec
 from cxpulse.streams.notify import summary
@@ -61,6 +62,10 @@ class AlertConfig:
     contact_settle_ms: int = 5 * 60_000
     service_level_target: float = 0.8
     no_data_ms: int = 5 * 60_000  # the no_data rule's silence span; 0 turns the rule off
+    change_window_ms: int = 2 * 3_600_000  # an alert names the changes made this long before
+    drivers_lookback_ms: int = (
+        2 * 3_600_000
+    )  # a drop-off alert's drivers: journeys this long before
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -74,10 +79,6 @@ class AlertSink(Protocol):
 BatchReader = Callable[[int, int, int, bool], alert_batches.Batch]
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class AlertEvaluator:
     def __init__(
         self,
@@ -85,7 +86,7 @@ class AlertEvaluator:
         funnels: Sequence[FunnelSpec],
         config: AlertConfig,
         sinks: Sequence[AlertSink] = (),
-        clock: Callable[[], int] = _wall_ms,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
         self.funnels = tuple(funnels)
@@ -344,7 +345,12 @@ class AlertEvaluator:
         for outcome in outcomes:
             if outcome.transition.state.state == "pending":
                 continue
-            alert = self._alert(outcome, current.get(outcome.id))
+            alert = alert_of(outcome, current.get(outcome.id))
+            if outcome.transition.changed == "firing":
+                cfg = self.config
+                alert |= on_firing(
+                    self.store, alert, self.funnels, cfg.change_window_ms, cfg.drivers_lookback_ms
+                )
             rows.append(alert)
             if outcome.transition.changed is not None:
                 notify = outcome.transition.notify is not None
@@ -362,39 +368,3 @@ class AlertEvaluator:
                 sink.publish(change, alert, notify)
             except Exception:  # a sink must not stop the evaluation of the others
                 log.exception("publishing alert %s to %s failed", alert["id"], sink)
-
-    def _alert(self, outcome: Outcome, stored: dict[str, Any] | None) -> dict[str, Any]:
-        """The alert as the table, the API and the notifications show it."""
-        obs, verdict, state = outcome.observation, outcome.verdict, outcome.transition.state
-        if obs is None:  # no data this time: keep the figures last stored
-            base = stored or {}
-            rule = base.get("rule") or outcome.id.split("/", 1)[0]
-            funnel, step = base.get("funnel"), base.get("step")
-            segment = base.get("segment") or {}
-            figures = (
-                base.get("current_rate"),
-                base.get("baseline_rate"),
-                base.get("window_journeys", 0),
-                base.get("z"),
-            )
-        else:
-            rule, funnel, step, segment = obs.rule, obs.funnel, obs.step, obs.segment
-            figures = (verdict.current_rate, verdict.baseline_rate, verdict.window, verdict.z)
-        started = state.started_ms
-        if started is None and stored is not None:
-            started = stored["started_ms"]
-        return {
-            "id": outcome.id,
-            "rule": rule,
-            "state": state.state,
-            "funnel": funnel or "",
-            "step": step or "",
-            "segment": segment,
-            "current_rate": figures[0] or 0.0,
-            "baseline_rate": figures[1] or 0.0,
-            "window_journeys": int(figures[2] or 0),
-            "z": figures[3] or 0.0,
-            "started_ms": started,
-            "resolved_ms": state.resolved_ms if state.state == "resolved" else None,
-            "silenced_ms": None if stored is None else stored["silenced_ms"],
-        }

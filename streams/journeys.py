@@ -22,10 +22,9 @@ from cxpulse.schemas.events import (
 )
 from cxpulse.schemas.validate import event_time_ms
 from cxpulse.streams.contacts import Contact
+from cxpulse.streams.driver_facts import Fact, driver_facts
 from cxpulse.streams.funnels import FunnelSpec, StepSpec
-
-GAP_MS = 30 * 60_000
-ESCALATION_WINDOW_MS = 72 * 3_600_000
+from cxpulse.streams.windows import Windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +47,12 @@ class Journey:
     funnels: dict[str, FunnelProgress]
     anonymous: bool
     ttr_ms: int | None  # time to resolution: order, or first resolved contact after escalation
+    facts: tuple[Fact, ...]  # what its events say about why it stopped (driver_facts.py)
 
-    def closed(self, watermark_ms: int, gap_ms: int = GAP_MS) -> bool:
+    def closed(self, watermark_ms: int, gap_ms: int) -> bool:
         return watermark_ms >= self.last_activity_ms + gap_ms
 
-    def outcome(self, watermark_ms: int, gap_ms: int = GAP_MS) -> str:
+    def outcome(self, watermark_ms: int, gap_ms: int) -> str:
         esc, order = self.escalated_at_ms, self.ordered_at_ms
         if order is not None and (esc is None or esc >= order):
             return "self_served"
@@ -61,9 +61,7 @@ class Journey:
         return "abandoned" if self.closed(watermark_ms, gap_ms) else "in_progress"
 
 
-def sessionize(
-    timeline: Sequence[tuple[int, Event]], gap_ms: int = GAP_MS
-) -> list[list[tuple[int, Event]]]:
+def sessionize(timeline: Sequence[tuple[int, Event]], gap_ms: int) -> list[list[tuple[int, Event]]]:
     """Split the portal events of a `by_time` timeline into runs whose consecutive gaps are at
     most `gap_ms`."""
     runs: list[list[tuple[int, Event]]] = []
@@ -137,7 +135,7 @@ def escalation_at(
     next_start: int | None,
     contact_starts: Sequence[int],
     links: Sequence[tuple[int, str]],
-    escalation_window_ms: int = ESCALATION_WINDOW_MS,
+    escalation_window_ms: int,
 ) -> int | None:
     """When a run escalated: its first help request, or the first contact start of the key
     (sorted `contact_starts`) or linked to one of its sessions (sorted (time, session) `links`)
@@ -167,7 +165,7 @@ def journey_of(
     links: Sequence[tuple[int, str]],
     resolved: Sequence[tuple[int, str, int | None]],
     funnels: Sequence[FunnelSpec],
-    escalation_window_ms: int = ESCALATION_WINDOW_MS,
+    escalation_window_ms: int,
 ) -> Journey:
     """One run's journey. Its neighbours enter only through `next_start` (the next run's start)
     and the key's sorted indexes: the times of its contacts' `cc.contact_started` events,
@@ -198,6 +196,7 @@ def journey_of(
         progress,
         anonymous,
         _ttr(start, escalated_at, ordered_at, () if anonymous else resolved),
+        driver_facts(run),
     )
 
 
@@ -213,9 +212,8 @@ def build_journeys(
     timeline: Sequence[tuple[int, Event]],
     links: Iterable[Event],
     funnels: Sequence[FunnelSpec],
-    contacts: Sequence[Contact] = (),
-    gap_ms: int = GAP_MS,
-    escalation_window_ms: int = ESCALATION_WINDOW_MS,
+    contacts: Sequence[Contact],
+    windows: Windows,
 ) -> list[Journey]:
     """Every portal journey of a key, with escalation, order, TTR and funnel progress: the
     reference the journey stage's incremental state (`keystate.py`) is tested against.
@@ -224,7 +222,7 @@ def build_journeys(
     contacts (for TTR); anonymous journeys, whose contacts live under the customer's key, have
     no TTR (docs/decisions.md).
     """
-    runs = sessionize(timeline, gap_ms)
+    runs = sessionize(timeline, windows.gap_ms)
     starts = [at for at, e in timeline if isinstance(e, ContactStarted)]
     linked = sorted(
         (event_time_ms(e), e.data.linked_session_id)
@@ -241,7 +239,7 @@ def build_journeys(
             linked,
             resolved,
             funnels,
-            escalation_window_ms,
+            windows.escalation_window_ms,
         )
         for i, run in enumerate(runs)
     ]

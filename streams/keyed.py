@@ -7,10 +7,11 @@ topic before the input is acknowledged (`state_store.py`), so reprocessing after
 the events already present and changes nothing.
 
 Retention: a key keeps every event that a future valid event could still interact with. A new
-event is at most MAX_EVENT_AGE_MS [30 d] old (ingest rejects older ones) and looks back at most
-RETENTION_MS [7 d] (the FCR window, the longest), and may wait in the keyed topic up to its
-retention [7 d], so events older than now - 44 d can go (`horizon_ms`): the
-journey stage prunes old journeys whole (`stage.py`), and a key with nothing newer is forgotten.
+event is at most MAX_EVENT_AGE_MS [30 d] old (ingest rejects older ones), may wait in the keyed
+topic up to its retention [7 d], and looks back at most the longest window (`Windows`; by default
+the 7 d FCR window), so events older than `windows.lookback_ms` (by default 44 d) before now can
+go (`horizon_ms`): the journey stage prunes old journeys whole (`stage.py`), and a key with
+nothing newer is forgotten.
 This keeps results independent of arrival order (docs/decisions.md). A key that would hold more
 than its limits (`KeyLimits`: events, bytes, and bytes per unit so each record fits a Kafka
 message; a producer sending one id for everyone) dead-letters the excess as `key_overloaded`
@@ -32,17 +33,16 @@ import orjson
 from cxpulse.schemas.deadletters import Source, dead_letter
 from cxpulse.schemas.events import Event
 from cxpulse.schemas.times import ch_time
-from cxpulse.schemas.validate import MAX_EVENT_AGE_MS, Rejection, decode_trusted, event_time_ms
+from cxpulse.schemas.validate import Rejection, decode_trusted, event_time_ms
 from cxpulse.streams.ingest import KeyedRecord
 from cxpulse.streams.keystate import KeyState
 from cxpulse.streams.units import linked_session
+from cxpulse.streams.windows import DEFAULT_WINDOWS, Windows, lookback_ms
 
-RETENTION_MS = 7 * 24 * 3600 * 1000
 MAX_EVENTS_PER_KEY = 20_000
 #: Dead-letter reason of a message on an internal topic that cxpulse did not write: it cannot be
 #: processed, and stopping on it would stall its partition for good.
 CORRUPT_INTERNAL = "corrupt_internal"
-KEYED_RETENTION_MS = 7 * 24 * 3600 * 1000  # retention of cx.keyed.v1 (streams/topics.py)
 
 
 _STATE_ENCODER = msgspec.json.Encoder()
@@ -152,6 +152,7 @@ def apply(
     states: dict[str, KeyState],
     records: Iterable[KeyedRecord],
     limits: KeyLimits = DEFAULT_KEY_LIMITS,
+    windows: Windows = DEFAULT_WINDOWS,
 ) -> Outcome:
     """Add a batch of keyed records to the states of their keys.
 
@@ -160,16 +161,17 @@ def apply(
     `corrupt_internal` instead of stopping the partition.
     """
     out = Outcome()
+    gap_ms = windows.gap_ms
     for record in records:
         try:
-            _apply_one(states, record, limits, out)
+            _apply_one(states, record, limits, gap_ms, out)
         except Exception as exc:  # one bad record must not stop the partition
             _reject(out, record, CORRUPT_INTERNAL, f"keyed record: {type(exc).__name__}: {exc}")
     return out
 
 
 def _apply_one(
-    states: dict[str, KeyState], record: KeyedRecord, limits: KeyLimits, out: Outcome
+    states: dict[str, KeyState], record: KeyedRecord, limits: KeyLimits, gap_ms: int, out: Outcome
 ) -> None:
     event = decode_trusted(bytes(record.event))
     occurred_ms = event_time_ms(event)
@@ -193,13 +195,14 @@ def _apply_one(
         if new >= old:
             return
         cost = functools.partial(event_cost, key=record.key, identities=limits.identities)
-        state.remove(kept, record.link, cost)
-        if not _fits(state, target, event, occurred_ms, size, record.link, limits):
-            state.add(event_time_ms(kept), kept, record.link, cost(kept))  # keep the old copy
+        state.remove(kept, record.link, cost, gap_ms)
+        if not _fits(state, target, event, occurred_ms, size, record.link, limits, gap_ms):
+            # Keep the old copy.
+            state.add(event_time_ms(kept), kept, record.link, cost(kept), gap_ms)
             _overloaded(out, record, state, target, limits)
             out.changed.add(record.key)  # the same events; its units are refreshed, unchanged
             return
-    elif not _fits(state, target, event, occurred_ms, size, record.link, limits):
+    elif not _fits(state, target, event, occurred_ms, size, record.link, limits, gap_ms):
         _overloaded(out, record, state, target, limits)
         if not (state.events or state.links):
             del states[record.key]  # its first event: no key is left behind empty
@@ -207,7 +210,7 @@ def _apply_one(
     if row is not None:
         out.raw_rows.append((record.key, row))
         out.accepted += kept is None
-    state.add(occurred_ms, event, record.link, size)
+    state.add(occurred_ms, event, record.link, size, gap_ms)
     out.changed.add(record.key)
 
 
@@ -219,11 +222,12 @@ def _fits(
     size: int,
     link: bool,
     limits: KeyLimits,
+    gap_ms: int,
 ) -> bool:
     return (
         len(target) < limits.events
         and state.size_bytes + size <= limits.bytes
-        and state.unit_bytes(occurred_ms, event, link) + size <= limits.unit_bytes
+        and state.unit_bytes(occurred_ms, event, link, gap_ms) + size <= limits.unit_bytes
     )
 
 
@@ -243,20 +247,19 @@ def _overloaded(
         )
 
 
-def horizon_ms(now_ms: int) -> int:
-    """Events before this can no longer interact with any event that may still be accepted:
-    an event is at most 30 d old at ingest, may wait in the keyed topic up to its retention
-    (7 d) before this stage sees it, and looks back at most 7 d."""
-    return now_ms - MAX_EVENT_AGE_MS - KEYED_RETENTION_MS - RETENTION_MS
+def horizon_ms(now_ms: int, windows: Windows) -> int:
+    """Events before this can no longer interact with any event that may still be accepted
+    (`windows.lookback_ms`)."""
+    return now_ms - lookback_ms(windows)
 
 
 def expired_keys(
-    aging: list[tuple[int, str]], states: dict[str, KeyState], now_ms: int
+    aging: list[tuple[int, str]], states: dict[str, KeyState], horizon: int
 ) -> Iterator[str]:
-    """Keys no valid future event can reach, from `aging`: a heap of (newest event time when
-    pushed, key) holding every key once. A key that has seen newer events since goes back in
-    with its newest time, so a tick looks only at keys that may have expired, not at all."""
-    horizon = horizon_ms(now_ms)
+    """Keys no valid future event can reach (nothing newer than `horizon_ms`), from `aging`: a
+    heap of (newest event time when pushed, key) holding every key once. A key that has seen
+    newer events since goes back in with its newest time, so a tick looks only at keys that may
+    have expired, not at all."""
     while aging and aging[0][0] < horizon:
         _, key = heapq.heappop(aging)
         state = states.get(key)

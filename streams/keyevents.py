@@ -14,7 +14,7 @@ from collections.abc import Callable
 from cxpulse.schemas.events import ContactEvent, ContactStarted, Event, PortalEvent
 from cxpulse.schemas.validate import event_time_ms
 from cxpulse.streams import metrics
-from cxpulse.streams.journeys import GAP_MS, sessionize
+from cxpulse.streams.journeys import sessionize
 from cxpulse.streams.units import RUN, ContactUnit, Run, Unit, linked_session
 
 
@@ -82,28 +82,28 @@ class KeyEvents:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def unit_bytes(self, at: int, event: Event, link: bool) -> int:
+    def unit_bytes(self, at: int, event: Event, link: bool, gap_ms: int) -> int:
         """The bytes of the unit the event would join (the runs it would join, together)."""
         if link:
             return self.link_bytes
         if isinstance(event, ContactEvent):
             unit = self.contacts.get(event.contact_id)
             return 0 if unit is None else unit.bytes
-        left, right, _ = self._neighbours(at)
+        left, right, _ = self._neighbours(at, gap_ms)
         return (left.bytes if left else 0) + (right.bytes if right else 0)
 
-    def _neighbours(self, at: int) -> tuple[Run | None, Run | None, int]:
+    def _neighbours(self, at: int, gap_ms: int) -> tuple[Run | None, Run | None, int]:
         """The runs a portal event at `at` joins: the one it follows within the gap, the one
         it precedes within the gap, and where a run of its own would go."""
         index = bisect_right(self.run_starts, at)
         runs = self.runs
-        left = runs[index - 1] if index and at - runs[index - 1].last <= GAP_MS else None
-        right = runs[index] if index < len(runs) and runs[index].start - at <= GAP_MS else None
+        left = runs[index - 1] if index and at - runs[index - 1].last <= gap_ms else None
+        right = runs[index] if index < len(runs) and runs[index].start - at <= gap_ms else None
         return left, right, index
 
-    def add(self, at: int, event: Event, link: bool, cost: int) -> None:
+    def add(self, at: int, event: Event, link: bool, cost: int, gap_ms: int) -> None:
         """Take an event (a new id, or a copy that replaces the one `remove` just took out);
-        `cost` is its share of the key's bounds (`keyed.event_cost`)."""
+        `cost` is its share of the key's bounds (`keyed.event_cost`), `gap_ms` the journey gap."""
         session = linked_session(event) if link else ""  # before anything changes
         self.newest_ms = max(self.newest_ms, at)
         self.size_bytes += cost
@@ -116,7 +116,7 @@ class KeyEvents:
             return
         self.events[event.event_id] = event
         if isinstance(event, PortalEvent):
-            self._add_portal(at, event, cost)
+            self._add_portal(at, event, cost, gap_ms)
             return
         assert isinstance(event, ContactEvent)
         unit = self.contacts.get(event.contact_id)
@@ -130,20 +130,16 @@ class KeyEvents:
             insort(self.contact_starts, at)
             self._escalations.append(at)
 
-    def remove(self, event: Event, link: bool, cost: Callable[[Event], int]) -> None:
+    def remove(self, event: Event, link: bool, cost: Callable[[Event], int], gap_ms: int) -> None:
         """Take an event out (a copy that precedes it is about to be added)."""
+        if link:
+            self.remove_link(event, cost)
+            return
         at = event_time_ms(event)
         self.size_bytes -= cost(event)
-        if link:
-            self.link_bytes -= cost(event)
-            del self.links[event.event_id]
-            del self.link_index[bisect_left(self.link_index, (at, linked_session(event)))]
-            self._escalations.append(at)
-            self.links_changed = True
-            return
         del self.events[event.event_id]
         if isinstance(event, PortalEvent):
-            self._remove_portal(at, event.event_id, cost)
+            self._remove_portal(at, event.event_id, cost, gap_ms)
             return
         assert isinstance(event, ContactEvent)
         unit = self.contacts[event.contact_id]
@@ -155,8 +151,18 @@ class KeyEvents:
             del self.contact_starts[bisect_left(self.contact_starts, at)]
             self._escalations.append(at)
 
-    def _add_portal(self, at: int, event: Event, cost: int) -> None:
-        left, right, index = self._neighbours(at)
+    def remove_link(self, event: Event, cost: Callable[[Event], int]) -> None:
+        """Take a link out (a copy that precedes it is about to be added, or it is pruned)."""
+        at = event_time_ms(event)
+        self.size_bytes -= cost(event)
+        self.link_bytes -= cost(event)
+        del self.links[event.event_id]
+        del self.link_index[bisect_left(self.link_index, (at, linked_session(event)))]
+        self._escalations.append(at)
+        self.links_changed = True
+
+    def _add_portal(self, at: int, event: Event, cost: int, gap_ms: int) -> None:
+        left, right, index = self._neighbours(at, gap_ms)
         runs = self.runs
         if left is not None and right is not None:  # the event bridges two runs: one journey
             left.events += right.events
@@ -178,7 +184,9 @@ class KeyEvents:
         self._runs.add(target)
         self._unsaved.add(target)
 
-    def _remove_portal(self, at: int, event_id: str, cost: Callable[[Event], int]) -> None:
+    def _remove_portal(
+        self, at: int, event_id: str, cost: Callable[[Event], int], gap_ms: int
+    ) -> None:
         index = bisect_right(self.run_starts, at) - 1
         run = self.runs[index]
         run.drop(at, event_id)
@@ -188,7 +196,7 @@ class KeyEvents:
             self._forget_run(index, run, at)
             self._orphans.append(run)
             return
-        parts = sessionize(run.events)  # taking an event out may split the run
+        parts = sessionize(run.events, gap_ms)  # taking an event out may split the run
         run.events = parts[0]
         self.run_starts[index] = run.start
         self._runs.add(run)

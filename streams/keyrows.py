@@ -17,10 +17,11 @@ from typing import Any
 from cxpulse.streams import metrics
 from cxpulse.streams.contacts import ShiftTable, contact_of, contact_start
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.journeys import ESCALATION_WINDOW_MS, GAP_MS, journey_of
+from cxpulse.streams.journeys import Journey, journey_of
 from cxpulse.streams.keyevents import KeyEvents
 from cxpulse.streams.snapshots import contact_row, diff, journey_rows
 from cxpulse.streams.units import CONTACT, ContactUnit, Run, Unit
+from cxpulse.streams.windows import Windows
 
 _TIME = itemgetter(0)
 
@@ -37,6 +38,7 @@ class KeyRows(KeyEvents):
         version: int,
         funnels: Sequence[FunnelSpec],
         shifts: ShiftTable,
+        windows: Windows,
     ) -> list[tuple[str, dict[str, Any]]]:
         """The rows to send for what changed since the last refresh and for units whose time
         has come (`next_due_ms`); `version` is that of the rows (see `diff`)."""
@@ -45,29 +47,22 @@ class KeyRows(KeyEvents):
             due = {u for u, at in self.pending.items() if at <= watermark}
         contacts = self._contacts | {u.contact_id for u in due if isinstance(u, ContactUnit)}
         changes: list[tuple[str, dict[str, Any]]] = []
-        resolved_moved = self._contacts_refresh(key, contacts, watermark, version, shifts, changes)
+        resolved_moved = self._contacts_refresh(
+            key, contacts, watermark, version, shifts, windows, changes
+        )
         runs = self._runs | {u for u in due if isinstance(u, Run)}
         for at in self._moved + self._escalations:
             self._add_run_before(runs, at, "neighbour")
         for at in resolved_moved:
-            self._add_resolution_runs(runs, at)
+            self._add_resolution_runs(runs, at, windows.escalation_window_ms)
+        gap = windows.gap_ms
         for run in runs:
             index = bisect_left(self.run_starts, run.start)
             if index == len(self.runs) or self.runs[index] is not run:
                 continue  # merged into another run since it was marked
-            following = self.run_starts[index + 1] if index + 1 < len(self.runs) else None
-            run.journey = journey_of(
-                key,
-                run.events,
-                following,
-                self.contact_starts,
-                self.link_index,
-                self.resolved,
-                funnels,
-            )
-            self._emit(run, journey_rows(run.journey, funnels, watermark), version, changes)
-            closes = run.last + GAP_MS
-            self._set_due(run, 0 if run.journey.closed(watermark) else closes)
+            journey = self._journey_at(key, index, funnels, windows.escalation_window_ms)
+            self._emit(run, journey_rows(journey, funnels, watermark, gap), version, changes)
+            self._set_due(run, 0 if journey.closed(watermark, gap) else run.last + gap)
         for orphan in self._orphans:
             changes += diff([], orphan.emitted, version)
         for scratch in (self._runs, self._contacts, self._moved, self._escalations, self._orphans):
@@ -77,6 +72,24 @@ class KeyRows(KeyEvents):
             self.last_version = version + 1  # live rows carry version + 1 (see diff)
         return changes
 
+    def _journey_at(
+        self, key: str, index: int, funnels: Sequence[FunnelSpec], escalation_window_ms: int
+    ) -> Journey:
+        """Recompute the journey of the run at `index` from its events and the key's indexes."""
+        run = self.runs[index]
+        following = self.run_starts[index + 1] if index + 1 < len(self.runs) else None
+        run.journey = journey_of(
+            key,
+            run.events,
+            following,
+            self.contact_starts,
+            self.link_index,
+            self.resolved,
+            funnels,
+            escalation_window_ms,
+        )
+        return run.journey
+
     def _contacts_refresh(
         self,
         key: str,
@@ -84,6 +97,7 @@ class KeyRows(KeyEvents):
         watermark: int,
         version: int,
         shifts: ShiftTable,
+        windows: Windows,
         changes: list[tuple[str, dict[str, Any]]],
     ) -> list[int]:
         """Recompute contacts; returns the start times of TTR entries that moved."""
@@ -115,7 +129,7 @@ class KeyRows(KeyEvents):
         for contact_id in ids:
             unit = self.contacts[contact_id]
             contact = (
-                contact_of(contact_id, unit.events, unit.start, self.start_times)
+                contact_of(contact_id, unit.events, unit.start, self.start_times, windows)
                 if unit.start
                 else None
             )
@@ -130,9 +144,9 @@ class KeyRows(KeyEvents):
                     insort(self.resolved, entry)
                     resolved_moved.append(entry[0])
                 unit.resolved = entry
-            rows = [] if contact is None else [contact_row(key, contact, watermark, shifts)]
+            rows = [contact_row(key, contact, watermark, shifts, windows)] if contact else []
             self._emit(unit, rows, version, changes)
-            self._set_due(unit, (contact and contact.next_due_ms(watermark)) or 0)
+            self._set_due(unit, (contact and contact.next_due_ms(watermark, windows)) or 0)
             if not unit.events:
                 del self.contacts[contact_id]
                 self.pending.pop(unit, None)
@@ -155,7 +169,7 @@ class KeyRows(KeyEvents):
             runs.add(self.runs[index])
             metrics.RECOMPUTES.labels(cause).inc()
 
-    def _add_resolution_runs(self, runs: set[Run], at: int) -> None:
+    def _add_resolution_runs(self, runs: set[Run], at: int, escalation_window_ms: int) -> None:
         """Runs whose TTR a resolved contact starting at `at` (added or gone) can change: those
         escalated after the resolved contact before it and by `at`."""
         index = bisect_left(self.resolved, at, key=_TIME)
@@ -163,7 +177,7 @@ class KeyRows(KeyEvents):
         position = bisect_right(self.run_starts, at) - 1
         while position >= 0:
             run = self.runs[position]
-            if before is not None and run.last + ESCALATION_WINDOW_MS <= before:
+            if before is not None and run.last + escalation_window_ms <= before:
                 break  # this and every earlier run escalated (if at all) by `before`
             journey = run.journey
             escalated = journey.escalated_at_ms if journey is not None else None

@@ -23,7 +23,6 @@ from cxpulse.schemas.events import ContactStarted
 from cxpulse.schemas.validate import event_time_ms
 from cxpulse.streams.contacts import contact_of, contact_start
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.journeys import journey_of
 from cxpulse.streams.keyrows import KeyRows
 from cxpulse.streams.units import (
     CONTACT,
@@ -37,6 +36,7 @@ from cxpulse.streams.units import (
     event_order,
     linked_session,
 )
+from cxpulse.streams.windows import Windows
 
 
 class KeyState(KeyRows):
@@ -139,7 +139,7 @@ class KeyState(KeyRows):
         state.link_index.sort()
         return state
 
-    def prime(self, key: str, funnels: Sequence[FunnelSpec]) -> None:
+    def prime(self, key: str, funnels: Sequence[FunnelSpec], windows: Windows) -> None:
         """Compute a restored key's contacts and journeys, sending nothing: its rows are those
         its records say were sent, and each unit is due when its record says."""
         for contact_id, unit in self.contacts.items():
@@ -152,22 +152,13 @@ class KeyState(KeyRows):
         self.start_ids = [self.start_ids[i] for i in order]
         for contact_id, unit in self.contacts.items():
             if unit.start is not None:
-                contact = contact_of(contact_id, unit.events, unit.start, self.start_times)
+                contact = contact_of(contact_id, unit.events, unit.start, self.start_times, windows)
                 if contact.resolved and contact.ended_ms:
                     unit.resolved = (contact.started_ms, contact_id, contact.ended_ms)
                     self.resolved.append(unit.resolved)
         self.resolved.sort()
-        for index, run in enumerate(self.runs):
-            following = self.run_starts[index + 1] if index + 1 < len(self.runs) else None
-            run.journey = journey_of(
-                key,
-                run.events,
-                following,
-                self.contact_starts,
-                self.link_index,
-                self.resolved,
-                funnels,
-            )
+        for index in range(len(self.runs)):
+            self._journey_at(key, index, funnels, windows.escalation_window_ms)
         self._summarize_pending()
 
     # -- retention ------------------------------------------------------------------------------
@@ -214,7 +205,7 @@ class KeyState(KeyRows):
                 dropped = True
         old_links = [e for e in self.links.values() if event_time_ms(e) < limit]
         for event in old_links:
-            self.remove(event, True, lambda _: 0)  # `keyed.count_bytes` counts afresh
+            self.remove_link(event, lambda _: 0)  # `keyed.count_bytes` counts afresh
         self._escalations.clear()  # nothing kept can reach back there
         self._summarize_pending()
         return dropped or bool(old_links)

@@ -28,6 +28,7 @@ from grafana_client.client import GrafanaClientError, GrafanaServerError
 
 from cxpulse.schemas.times import iso_time
 from cxpulse.sinks.alerts import document
+from cxpulse.sinks.driver_queries import drivers_text
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.stage import Sender
 
@@ -210,6 +211,10 @@ def alertmanager_payload(change: str, alert: dict[str, Any], external_url: str) 
         "z": f"{alert['z']:.2f}",
         "window_count": str(alert["window_journeys"]),
     }
+    if alert["recent_changes"]:
+        annotations["recent_changes"] = changes_text(alert["recent_changes"])
+    if alert["top_drivers"]:
+        annotations["top_drivers"] = drivers_text(alert["top_drivers"])
     ended = alert["resolved_ms"]
     one = {
         "status": change,
@@ -233,6 +238,11 @@ def alertmanager_payload(change: str, alert: dict[str, Any], external_url: str) 
         "externalURL": external_url,
         "alerts": [one],
     }
+
+
+def changes_text(changes: list[dict[str, str]]) -> str:
+    """The changes an alert names, readable in one line: `id "title" at time; ...`."""
+    return "; ".join(f'{c["id"]} "{c["title"]}" at {c["at"]}' for c in changes)
 
 
 def summary(alert: dict[str, Any]) -> str:
@@ -300,10 +310,13 @@ class GrafanaAnnotationSink:
         tags = ["cxpulse", alert["rule"], change]
         tags += [x for x in (alert["funnel"], alert["step"]) if x]
         tags += [f"{k}={v}" for k, v in sorted(alert["segment"].items())]
+        text = f"{change}: {summary(alert)}"
+        if alert["recent_changes"]:
+            text += f" (after changes: {changes_text(alert['recent_changes'])})"
+        if alert["top_drivers"]:
+            text += f" (top drivers: {drivers_text(alert['top_drivers'])})"
         try:
-            self.api.annotations.add_annotation(
-                time_from=at, time_to=at, tags=tags, text=f"{change}: {summary(alert)}"
-            )
+            self.api.annotations.add_annotation(time_from=at, time_to=at, tags=tags, text=text)
         except (GrafanaServerError, OSError) as exc:  # requests' errors are OSErrors
             raise Retryable(str(exc)) from exc
         except GrafanaClientError as exc:

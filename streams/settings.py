@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxpulse.schemas.vocabulary import (
@@ -19,12 +19,14 @@ from cxpulse.schemas.vocabulary import (
     CONTACT_COLUMNS,
 )
 from cxpulse.streams.contacts import DEFAULT_SHIFTS
+from cxpulse.streams.windows import DEFAULT_WINDOWS
 
 if TYPE_CHECKING:
     from cxpulse.schemas.validate import Bounds
     from cxpulse.streams.contacts import ShiftTable
     from cxpulse.streams.evaluator import AlertConfig
     from cxpulse.streams.keyed import KeyLimits
+    from cxpulse.streams.windows import Windows
 
 
 class Settings(BaseSettings):
@@ -105,6 +107,45 @@ class Settings(BaseSettings):
         None,
         description="YAML file of funnel definitions. Unset: streams/funnels.yaml.",
     )
+    # The windows of the metric definitions (design section 4; `windows()`), in seconds.
+    journey_gap_seconds: int = Field(
+        DEFAULT_WINDOWS.gap_ms // 1000,
+        ge=60,
+        le=86_400,
+        description="A portal journey ends after this much inactivity.",
+    )
+    escalation_window_seconds: int = Field(
+        DEFAULT_WINDOWS.escalation_window_ms // 1000,
+        ge=60,
+        le=30 * 86_400,
+        description="A contact escalates a journey when it starts within this after the "
+        "journey's last portal event (and before the next journey).",
+    )
+    short_abandon_seconds: int = Field(
+        DEFAULT_WINDOWS.short_abandon_ms // 1000,
+        ge=1,
+        le=600,
+        description="Abandoned after waiting less than this: a short abandon.",
+    )
+    service_level_seconds: int = Field(
+        DEFAULT_WINDOWS.service_level_ms // 1000,
+        ge=1,
+        le=3600,
+        description="Answered after waiting at most this: within service level.",
+    )
+    ivr_followup_seconds: int = Field(
+        DEFAULT_WINDOWS.ivr_followup_ms // 1000,
+        ge=60,
+        le=30 * 86_400,
+        description="IVR-contained when no other contact of the customer starts within this.",
+    )
+    fcr_window_seconds: int = Field(
+        DEFAULT_WINDOWS.fcr_window_ms // 1000,
+        ge=60,
+        le=30 * 86_400,
+        description="First-contact resolved when no other contact of the customer starts "
+        "within this.",
+    )
     shifts: str = Field(
         DEFAULT_SHIFTS,
         description="Contact-center shifts as name=HH:MM-HH:MM local-time ranges.",
@@ -159,6 +200,15 @@ class Settings(BaseSettings):
     )
     alert_webhook_max_attempts: int = Field(
         8, ge=1, description="Attempts per notification (exponential backoff from 0.5 s)."
+    )
+    change_alert_window_seconds: int = Field(
+        7200, ge=0, description="An alert names the portal changes made this long before it fired."
+    )
+    alert_drivers_lookback_seconds: int = Field(
+        7200,
+        ge=60,
+        description="A drop-off alert names the top drivers of its step among the journeys that "
+        "entered the funnel this long before it fired (closed ones: longer than the journey gap).",
     )
     api_host: str = Field("127.0.0.1", description="Address the metrics API listens on.")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the metrics API.")
@@ -232,6 +282,15 @@ class Settings(BaseSettings):
             raise ValueError("alert evaluation runs every 1 s or more (0 turns it off)")
         return value
 
+    @model_validator(mode="after")
+    def _drivers_see_closed_journeys(self) -> Settings:
+        if self.alert_drivers_lookback_seconds <= self.journey_gap_seconds:
+            raise ValueError(
+                "CXPULSE_ALERT_DRIVERS_LOOKBACK_SECONDS must be longer than "
+                "CXPULSE_JOURNEY_GAP_SECONDS: drivers count closed journeys only"
+            )
+        return self
+
     @field_validator("log_format")
     @classmethod
     def _known_format(cls, value: str) -> str:
@@ -261,6 +320,8 @@ class Settings(BaseSettings):
             contact_settle_ms=self.alert_contact_settle_seconds * 1000,
             service_level_target=self.alert_service_level_target,
             no_data_ms=self.alert_no_data_seconds * 1000,
+            change_window_ms=self.change_alert_window_seconds * 1000,
+            drivers_lookback_ms=self.alert_drivers_lookback_seconds * 1000,
             thresholds=Thresholds(
                 min_z=self.alert_min_z,
                 min_relative_increase=self.alert_min_relative_increase,
@@ -285,6 +346,18 @@ class Settings(BaseSettings):
             self.max_key_bytes,
             self.max_unit_bytes,
             freeze_after_ms=self.freeze_after_seconds * 1000,
+        )
+
+    def windows(self) -> Windows:
+        from cxpulse.streams.windows import Windows
+
+        return Windows(
+            gap_ms=self.journey_gap_seconds * 1000,
+            escalation_window_ms=self.escalation_window_seconds * 1000,
+            short_abandon_ms=self.short_abandon_seconds * 1000,
+            service_level_ms=self.service_level_seconds * 1000,
+            ivr_followup_ms=self.ivr_followup_seconds * 1000,
+            fcr_window_ms=self.fcr_window_seconds * 1000,
         )
 
     def shift_table(self) -> ShiftTable:

@@ -19,7 +19,8 @@ import orjson
 from cxpulse.schemas.times import ch_time
 from cxpulse.streams.contacts import Contact, ShiftTable
 from cxpulse.streams.funnels import FunnelSpec
-from cxpulse.streams.journeys import GAP_MS, Journey
+from cxpulse.streams.journeys import Journey
+from cxpulse.streams.windows import Windows
 
 JOURNEYS = "journeys"
 JOURNEY_FUNNELS = "journey_funnels"
@@ -47,7 +48,7 @@ def _time(ms: int | None) -> str | None:
 
 
 def journey_rows(
-    journey: Journey, funnels: Sequence[FunnelSpec], watermark_ms: int, gap_ms: int = GAP_MS
+    journey: Journey, funnels: Sequence[FunnelSpec], watermark_ms: int, gap_ms: int
 ) -> list[Row]:
     closed = journey.closed(watermark_ms, gap_ms)
     outcome = journey.outcome(watermark_ms, gap_ms)
@@ -95,6 +96,7 @@ def journey_rows(
                     "dropped_step": progress.last_step if ended else -1,
                     "escalated_step": progress.escalated_step if escalated else -1,
                     "abandoned_step": progress.last_step if outcome == "abandoned" else -1,
+                    "facts": [list(fact) for fact in journey.facts],
                 },
                 key_columns,
             )
@@ -102,7 +104,9 @@ def journey_rows(
     return rows
 
 
-def contact_row(key: str, contact: Contact, watermark_ms: int, shifts: ShiftTable) -> Row:
+def contact_row(
+    key: str, contact: Contact, watermark_ms: int, shifts: ShiftTable, windows: Windows
+) -> Row:
     """The identity includes the start: an earlier contact_started arriving late moves the row
     (and its partition), so the old identity must be tombstoned."""
     key_columns = {
@@ -113,7 +117,7 @@ def contact_row(key: str, contact: Contact, watermark_ms: int, shifts: ShiftTabl
     return Row(
         CONTACTS,
         f"{CONTACTS}|{contact.contact_id}|{contact.started_ms}",
-        {**key_columns, **contact.row(watermark_ms, shifts)},
+        {**key_columns, **contact.row(watermark_ms, shifts, windows)},
         key_columns,
     )
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from cxpulse.schemas.deadletters import Source, dead_letter
-from cxpulse.schemas.times import ch_time
+from cxpulse.schemas.times import ch_time, now_ms
 from cxpulse.schemas.validate import Rejection
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.contacts import ShiftTable, default_shifts
@@ -39,6 +38,7 @@ from cxpulse.streams.keyed import (
 )
 from cxpulse.streams.keystate import KeyState
 from cxpulse.streams.units import record_key
+from cxpulse.streams.windows import DEFAULT_WINDOWS, Windows
 
 ALLOWED_LATENESS_MS = 2 * 60_000
 #: A partition with no keyed message for this long (wall clock) and no consumer lag is quiet:
@@ -62,10 +62,6 @@ class Sender(Protocol):
     ) -> None: ...
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class JourneyStage:
     """Per-partition key state and what each batch and each tick produce from it."""
 
@@ -74,11 +70,13 @@ class JourneyStage:
         output: Sender,
         funnels: Sequence[FunnelSpec],
         restore: Callable[[int], dict[str, KeyState]],
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
         shifts: ShiftTable | None = None,
         limits: KeyLimits = DEFAULT_KEY_LIMITS,
+        windows: Windows = DEFAULT_WINDOWS,
     ) -> None:
         self.output = output
+        self.windows = windows
         self.limits = dataclasses.replace(limits, identities=1 + len(funnels))
         self.funnels = tuple(funnels)
         self.shifts = shifts or default_shifts()
@@ -197,7 +195,7 @@ class JourneyStage:
             for record in records:
                 if type(states.get(record.key)) is Frozen:
                     self._live(partition, record.key)
-            outcome = apply(states, records, self.limits)  # type: ignore[arg-type]  # all live
+            outcome = apply(states, records, self.limits, self.windows)  # type: ignore[arg-type]
             keys.update(outcome.changed)
             newest = self.newest_ms.get(partition, 0)
             aging = self.aging.setdefault(partition, [])
@@ -277,7 +275,8 @@ class JourneyStage:
                 self.dirty.add((partition, key))
                 refreshed += 1
             aging = self.aging.setdefault(partition, [])
-            for key in list(expired_keys(aging, states, self.clock())):
+            horizon = horizon_ms(self.clock(), self.windows)
+            for key in list(expired_keys(aging, states, horizon)):
                 for kind, unit in self._live(partition, key).record_ids():
                     self.output.send(
                         topics.STATE.name, record_key(key, kind, unit), None, partition
@@ -294,7 +293,7 @@ class JourneyStage:
 
     def _prime(self, key: str, state: KeyState) -> None:
         """Derive what a key restored from its records holds besides them."""
-        state.prime(key, self.funnels)
+        state.prime(key, self.funnels, self.windows)
         count_bytes(state, key, self.limits.identities)
         state.aging = True  # restored keys are in the expiry heap (`install`, `_freeze_idle`)
 
@@ -345,9 +344,10 @@ class JourneyStage:
         state = self._live(partition, key)
         # Versions only grow, also across restarts and owners (the clock moves on meanwhile).
         version = max(self.clock() * 1000, state.last_version + 1)
-        for table, row in state.refresh(key, watermark, version, self.funnels, self.shifts):
+        changes = state.refresh(key, watermark, version, self.funnels, self.shifts, self.windows)
+        for table, row in changes:
             self.output.send(TABLE_TOPICS[table], key, row)
-        horizon = horizon_ms(self.clock())
+        horizon = horizon_ms(self.clock(), self.windows)
         if state.oldest_ms() < horizon and state.prune(horizon):
             count_bytes(state, key, self.limits.identities)
         counts = self.open.setdefault(partition, {})

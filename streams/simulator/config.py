@@ -1,4 +1,5 @@
-"""What to simulate: seed, start, rate, incidents and behaviour, and the CLI's text forms of them.
+"""What to simulate: seed, start, rate, incidents, changes, experiments and behaviour, and the
+CLI's text forms of them.
 
 Kept apart from the model so that the CLI, the stack and the tests can build and validate a
 configuration without loading the generator.
@@ -6,44 +7,16 @@ configuration without loading the generator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from cxpulse.schemas.durations import parse_duration_ms
-from cxpulse.streams.simulator.behaviour import DEFAULT_BEHAVIOUR, FLOW_STEPS, Behaviour
+from cxpulse.streams.simulator.behaviour import DEFAULT_BEHAVIOUR, Behaviour
 from cxpulse.streams.simulator.clock import parse_ms
+from cxpulse.streams.simulator.scenario import Experiment, Incident, SimChange, name_values
 
 #: Simulated time zero when the caller gives none; a live producer passes the wall clock.
 DEFAULT_START_MS = 1_795_392_000_000  # 2026-11-23T00:00:00Z
-
-
-@dataclass(frozen=True)
-class Incident:
-    """A broken step for a segment: drop-off there rises while it is active.
-
-    `step` is a flow step (FLOW_STEPS). In funnel terms (streams/funnels.yaml) an incident at
-    identify_device/diagnose/troubleshoot raises drop-off at the funnel step of the same name, at
-    `eligibility` it hits `eligibility_checked`, and at part_selection/shipping/confirm it hits
-    `order_placed`. Active when start_ms <= (time the journey views the step) < end_ms.
-    """
-
-    step: str
-    segment: Mapping[str, str] = field(default_factory=dict)
-    start_ms: int = 0
-    end_ms: int | None = None
-    extra_dropoff: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.step not in FLOW_STEPS:
-            raise ValueError(f"unknown step {self.step!r}; expected one of {FLOW_STEPS}")
-        if self.end_ms is not None and self.end_ms < self.start_ms:
-            raise ValueError("incident ends before it starts")
-
-    def active(self, at_ms: int, attrs: Mapping[str, str]) -> bool:
-        if at_ms < self.start_ms or (self.end_ms is not None and at_ms >= self.end_ms):
-            return False
-        return all(attrs.get(k) == v for k, v in self.segment.items())
 
 
 @dataclass(frozen=True)
@@ -57,12 +30,28 @@ class SimConfig:
     incidents: tuple[Incident, ...] = ()
     anonymous_share: float = 0.15
     behaviour: Behaviour = DEFAULT_BEHAVIOUR
+    changes: tuple[SimChange, ...] = ()
+    experiments: tuple[Experiment, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
             raise ValueError("rate must be > 0")
         if not 0.0 <= self.anonymous_share <= 1.0:
             raise ValueError("anonymous_share must be within [0, 1]")
+        ids = [change.id for change in self.changes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"change ids must be unique, got {ids}")
+        attrs = [experiment.attr for experiment in self.experiments]
+        if len(set(attrs)) != len(attrs):
+            raise ValueError(f"one experiment per attribute, got {attrs}")
+
+    def dropoff_incidents(self) -> tuple[Incident, ...]:
+        """Incidents, changes and experiment effects: all are extra drop-off at a step."""
+        return (
+            self.incidents
+            + tuple(change.incident() for change in self.changes)
+            + tuple(i for experiment in self.experiments for i in experiment.incidents())
+        )
 
 
 def parse_time_ms(text: str, now_ms: int, relative_to: int | None = None) -> int:
@@ -85,12 +74,7 @@ def parse_incident(text: str, start_ms: int, now_ms: int) -> Incident:
     start/end are relative to the simulation start (or absolute RFC 3339); every key other than
     step/start/end/extra selects the segment.
     """
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"incident part {part!r} is not name=value")
-        fields[name.strip()] = value.strip()
+    fields = dict(name_values(text, "incident"))
     if "step" not in fields:
         raise ValueError("an incident needs step=<funnel step>")
     step = fields.pop("step")
@@ -99,3 +83,50 @@ def parse_incident(text: str, start_ms: int, now_ms: int) -> Incident:
     end = parse_time_ms(end_text, now_ms, start_ms) if end_text else None
     extra = float(fields.pop("extra", "0.2"))
     return Incident(step=step, segment=fields, start_ms=begin, end_ms=end, extra_dropoff=extra)
+
+
+def parse_change(text: str, number: int, now_ms: int) -> SimChange:
+    """'at=-3d,step=diagnose,effect=-0.05[,id=wording-v2][,product_line=printers]'.
+
+    `at` is relative to now (or RFC 3339); the id defaults to sim-change-<number>; every other
+    key is an attribute filter."""
+    fields = dict(name_values(text, "change"))
+    missing = [name for name in ("at", "step", "effect") if name not in fields]
+    if missing:
+        raise ValueError(f"a change needs {', '.join(f'{m}=' for m in missing)}")
+    return SimChange(
+        id=fields.pop("id", f"sim-change-{number}"),
+        at_ms=parse_time_ms(fields.pop("at"), now_ms),
+        step=fields.pop("step"),
+        effect=_number(fields.pop("effect"), "effect"),
+        filters=fields,
+    )
+
+
+def parse_experiment(text: str) -> Experiment:
+    """'attr=variant,values=A:B:C,step=troubleshoot,effect=B:0.1[,effect=C:-0.02]'."""
+    fields: dict[str, str] = {}
+    effects: dict[str, float] = {}
+    for name, value in name_values(text, "experiment"):
+        if name == "effect":
+            variant, sep, amount = value.rpartition(":")
+            if not sep or not variant:
+                raise ValueError(f"experiment effect {value!r} is not <value>:<effect>")
+            effects[variant] = _number(amount, "effect")
+        elif name in ("attr", "values", "step"):
+            fields[name] = value
+        else:
+            expected = "attr, values, step, effect"
+            raise ValueError(f"unknown experiment part {name!r}; expected {expected}")
+    missing = [name for name in ("attr", "values", "step") if name not in fields]
+    if missing:
+        raise ValueError(f"an experiment needs {', '.join(f'{m}=' for m in missing)}")
+    values = tuple(v.strip() for v in fields["values"].split(":"))
+    return Experiment(fields["attr"], values, fields["step"], effects)
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number") from None

@@ -13,12 +13,10 @@ from bisect import bisect
 from collections.abc import Iterator
 from typing import Any
 
+from cxpulse.schemas.vocabulary import SEGMENT_ATTRS
 from cxpulse.streams.simulator.behaviour import FLOW_STEPS, Behaviour, Weighted
 from cxpulse.streams.simulator.clock import MINUTE_MS
-from cxpulse.streams.simulator.config import Incident
-
-#: A customer's segment attributes, in the order `new_customer` draws them.
-_ATTR_NAMES = ("product_line", "device", "locale", "region", "tier", "entry")
+from cxpulse.streams.simulator.scenario import Experiment, Incident
 
 # Kinds of scheduled starts: a journey, a contact, a survey, or the rest of a paused one.
 JOURNEY, CONTACT, SURVEY, RESUME = 0, 1, 2, 3
@@ -65,12 +63,14 @@ class CustomerModel:
         prefix: str,
         incidents: tuple[Incident, ...] = (),
         anonymous_share: float = 0.0,
+        experiments: tuple[Experiment, ...] = (),
     ) -> None:
         b = behaviour
         self.b = b
         self.rng = rng
         self.prefix = prefix
         self.anonymous_share = anonymous_share
+        self.experiments = experiments
         self.incidents: dict[str, tuple[Incident, ...]] = {
             s: tuple(i for i in incidents if i.step == s) for s in FLOW_STEPS
         }
@@ -136,6 +136,7 @@ class CustomerModel:
     # -- customers ----------------------------------------------------------------------------
     def new_customer(self) -> Customer:
         self.n_customers += 1
+        customer_id = f"c-{self.prefix}-{self.n_customers}"
         locale, region = self._pick(self._t_locale).split("|")
         values = (
             self._pick(self._t_product),
@@ -144,14 +145,17 @@ class CustomerModel:
             region,
             self._pick(self._t_tier),
             self._pick(self._t_entry),
+            *(experiment.assign(customer_id) for experiment in self.experiments),
         )
+        # SEGMENT_ATTRS in this order, then the experiments' attributes.
         # Customers share one (never mutated) attrs dict per segment combination: scheduled
         # follow-ups then cost a few references each. Events get their own copies.
         attrs = self._attrs.get(values)
         if attrs is None:
-            attrs = dict(zip(_ATTR_NAMES, values, strict=True))
+            names = SEGMENT_ATTRS + tuple(experiment.attr for experiment in self.experiments)
+            attrs = dict(zip(names, values, strict=True))
             self._attrs[values] = attrs
-        return Customer(f"c-{self.prefix}-{self.n_customers}", attrs)
+        return Customer(customer_id, attrs)
 
     def _channel(self, customer: Customer) -> str:
         """The channel a customer contacts the center by: business customers prefer voice."""

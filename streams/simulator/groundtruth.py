@@ -33,9 +33,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cxpulse.streams.simulator.truth_contacts import contact_facts, summarize_kpis
-from cxpulse.streams.simulator.truth_events import DEFAULT_CONFIG, GroundTruthConfig, parse_events
+from cxpulse.streams.simulator.truth_drivers import drivers, journey_facts
+from cxpulse.streams.simulator.truth_events import (
+    DEFAULT_CONFIG,
+    GroundTruthConfig,
+    ParsedEvent,
+    parse_events,
+)
 from cxpulse.streams.simulator.truth_funnels import summarize_funnel
 from cxpulse.streams.simulator.truth_journeys import journey_rows, summarize_containment
+from cxpulse.streams.simulator.truth_scenario import Questions, compare_groups, impact
 
 
 def compute_ground_truth(
@@ -44,10 +51,12 @@ def compute_ground_truth(
     *,
     as_of_ms: int | None = None,
     config: GroundTruthConfig = DEFAULT_CONFIG,
+    questions: Questions | None = None,
 ) -> dict[str, Any]:
     """Every figure of design section 4 for a complete set of accepted events, as JSON-ready
     rows (journeys, contacts) and their aggregates. `as_of_ms` is the watermark (None: infinity);
-    it decides closure and finality only, every given event is used."""
+    it decides closure and finality only, every given event is used. With `questions`, also the
+    changes, their impact, the experiments' comparisons and the drivers of section 4b."""
     parsed = parse_events(events)
     portal = [e for e in parsed if e.type.startswith("portal.")]
     cc = [e for e in parsed if e.type.startswith("cc.")]
@@ -55,7 +64,9 @@ def compute_ground_truth(
     facts = contact_facts(cc, config, as_of_ms)
     journeys = journey_rows(portal, cc, facts, funnels, config, as_of_ms)
     contacts = [fact.row for fact in facts]
+    answers = {} if questions is None else answer(questions, journeys, portal, funnels)
     return {
+        **answers,
         "journeys": journeys,
         "contacts": contacts,
         "funnel_summary": {
@@ -64,4 +75,31 @@ def compute_ground_truth(
         },
         "containment": summarize_containment(journeys, config),
         "kpis": summarize_kpis(contacts),
+    }
+
+
+def answer(
+    questions: Questions,
+    journeys: Sequence[Mapping[str, Any]],
+    portal: Sequence[ParsedEvent],
+    funnels: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The section 4b figures a simulated scenario asks for, as the API's responses (without
+    freshness): one impact per change, one comparison per experiment, drivers per step."""
+    funnel = next(f for f in funnels if f["name"] == questions.funnel)
+    span = (questions.start_ms, questions.end_ms)
+    facts = journey_facts(journeys, portal) if questions.driver_steps else {}
+    return {
+        "changes": [dict(change) for change in questions.changes],
+        "impact": [
+            impact(journeys, change, funnels, questions.window_ms, questions.now_ms)
+            for change in questions.changes
+        ],
+        "compare": [
+            compare_groups(journeys, funnel, attr, control, *span)
+            for attr, control in questions.experiments
+        ],
+        "drivers": [
+            drivers(journeys, facts, funnel, step, *span) for step in questions.driver_steps
+        ],
     }

@@ -19,8 +19,10 @@ from cxpulse.streams.simulator.clock import parse_ms
 from cxpulse.streams.simulator.config import SimConfig
 from cxpulse.streams.simulator.groundtruth import compute_ground_truth
 from cxpulse.streams.simulator.noise import Message, NoiseConfig, add_noise
+from cxpulse.streams.simulator.scenario import DEFAULT_FUNNEL, FUNNEL_STEP
 from cxpulse.streams.simulator.stream import generate
-from cxpulse.streams.simulator.truth_events import epoch_ms
+from cxpulse.streams.simulator.truth_events import DEFAULT_CONFIG, GroundTruthConfig, epoch_ms
+from cxpulse.streams.simulator.truth_scenario import Questions
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,31 @@ class GroundTruthCollector:
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def ground_truth(
-        self, funnels: Sequence[dict[str, Any]], as_of_ms: int | None = None
+        self,
+        funnels: Sequence[dict[str, Any]],
+        as_of_ms: int | None = None,
+        questions: Questions | None = None,
+        config: GroundTruthConfig = DEFAULT_CONFIG,
     ) -> dict[str, Any]:
-        truth = compute_ground_truth(self.events.values(), funnels, as_of_ms=as_of_ms)
+        truth = compute_ground_truth(
+            self.events.values(), funnels, as_of_ms=as_of_ms, config=config, questions=questions
+        )
         return {"messages": dict(self.counts), **truth}
+
+
+def questions_of(config: SimConfig, window_ms: int, now_ms: int) -> Questions:
+    """What the ground truth answers about a run's changes and experiments: each change's impact
+    as of `now_ms`, and over the run's [start, now) each experiment's comparison (control = its
+    first value) and the drivers of every step a change or experiment acts on."""
+    steps = [FUNNEL_STEP[c.step] for c in config.changes]
+    steps += [FUNNEL_STEP[e.step] for e in config.experiments]
+    return Questions(
+        changes=tuple(change.record() for change in config.changes),
+        window_ms=window_ms,
+        now_ms=now_ms,
+        experiments=tuple((e.attr, e.values[0]) for e in config.experiments),
+        funnel=DEFAULT_FUNNEL,
+        driver_steps=tuple(dict.fromkeys(steps)),
+        start_ms=config.start_ms,
+        end_ms=now_ms,
+    )

@@ -35,7 +35,12 @@ class Simulator(Model):
         rng = random.Random(config.seed)
         prefix = f"{rng.getrandbits(32):08x}"
         super().__init__(
-            config.behaviour, rng, prefix, tuple(config.incidents), config.anonymous_share
+            config.behaviour,
+            rng,
+            prefix,
+            config.dropoff_incidents(),
+            config.anonymous_share,
+            config.experiments,
         )
         self.config = config
         self._pending: list[tuple[int, int, dict[str, Any]]] = []

@@ -244,12 +244,16 @@ def test_watch_renders_the_live_view_from_the_api(client: TestClient) -> None:
     assert "data as of" in text
     firing = {"id": "x", "rule": "dropoff_rising", "funnel": "self_service", "step": "diagnose",
               "segment": {"device": "mobile"}, "current_rate": 0.5, "baseline_rate": 0.25,
-              "started_at": "2026-11-23T10:00:00+00:00", "silenced_until": None}  # fmt: skip
-    console.print(render({**data, "alerts": [firing]}, "3d"))
+              "started_at": "2026-11-23T10:00:00+00:00", "silenced_until": None,
+              "recent_changes": [{"id": "copy-v2", "title": "Copy", "at": START}]}  # fmt: skip
+    wide = Console(record=True, width=200)  # the alert's line in one piece
+    wide.print(render({**data, "alerts": [firing]}, "3d"))
+    text = wide.export_text()
     assert (
         "dropoff_rising at self_service diagnose (device=mobile):  50.0 % vs  25.0 %, since "
-        "2026-11-23T10:00:00+00:00" in console.export_text()
+        "2026-11-23T10:00:00+00:00" in text
     )
+    assert "after change copy-v2" in text
 
 
 def test_alerts_list_and_silence(client: TestClient, store: ChdbStore) -> None:
@@ -271,8 +275,10 @@ def test_alerts_list_and_silence(client: TestClient, store: ChdbStore) -> None:
     assert listed[0]["segment"] == {"device": "mobile"}
     assert set(listed[0]) == {
         "id", "rule", "state", "funnel", "step", "segment", "current_rate", "baseline_rate",
-        "window_journeys", "z", "started_at", "resolved_at", "silenced_until",
+        "window_journeys", "z", "started_at", "resolved_at", "silenced_until", "recent_changes",
+        "top_drivers",
     }  # fmt: skip
+    assert listed[0]["recent_changes"] == []  # the column's default: no change named
     firing = client.get("/v1/alerts", params={"state": "firing"}, headers=AUTH).json()
     assert [a["id"] for a in firing["alerts"]] == ["a-firing"]
 

@@ -27,6 +27,9 @@ def test_the_api_serves_on_its_port_and_refuses_a_taken_one() -> None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as response:
             assert response.read() == b'{"ok":true}'
+        # asyncio sets TCP_NODELAY on accepted connections only when the listening socket names
+        # IPPROTO_TCP (protocol 0 cost ~40 ms per keep-alive response in the API benchmark).
+        assert api.socket.proto == socket.IPPROTO_TCP
         with pytest.raises(
             ApiError, match=rf"cannot listen on 127\.0\.0\.1:{port} .*CXPULSE_API_PORT"
         ):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from cxpulse.streams.settings import Settings, redact_url
+from cxpulse.streams.windows import DEFAULT_WINDOWS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -43,6 +45,46 @@ def test_invalid_values_are_rejected(
     monkeypatch.setenv(f"CXPULSE_{name}", value)
     with pytest.raises(ValidationError, match=name.lower()):
         Settings()
+
+
+def test_windows_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"CXPULSE_{name.upper()}", raising=False)
+    assert Settings().windows() == DEFAULT_WINDOWS
+    monkeypatch.setenv("CXPULSE_JOURNEY_GAP_SECONDS", "600")
+    monkeypatch.setenv("CXPULSE_FCR_WINDOW_SECONDS", "172800")
+    assert Settings().windows() == replace(
+        DEFAULT_WINDOWS, gap_ms=600_000, fcr_window_ms=172_800_000
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [("JOURNEY_GAP_SECONDS", "59", "greater than or equal to 60"),
+     ("JOURNEY_GAP_SECONDS", "86401", "less than or equal to 86400"),
+     ("ESCALATION_WINDOW_SECONDS", "2592001", "less than or equal to 2592000"),
+     ("SHORT_ABANDON_SECONDS", "0", "greater than or equal to 1"),
+     ("SERVICE_LEVEL_SECONDS", "3601", "less than or equal to 3600"),
+     ("IVR_FOLLOWUP_SECONDS", "30", "greater than or equal to 60"),
+     ("FCR_WINDOW_SECONDS", "7d", "valid integer")],
+)  # fmt: skip
+def test_a_bad_window_names_the_setting_and_its_range(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"CXPULSE_{name}", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert error["loc"] == (name.lower(),)
+    assert message in error["msg"]
+
+
+def test_alert_drivers_must_look_back_past_the_journey_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXPULSE_JOURNEY_GAP_SECONDS", "7200")
+    with pytest.raises(ValidationError, match="must be longer than CXPULSE_JOURNEY_GAP_SECONDS"):
+        Settings()
+    monkeypatch.setenv("CXPULSE_ALERT_DRIVERS_LOOKBACK_SECONDS", "10800")
+    assert Settings().alert_drivers_lookback_seconds == 10800
 
 
 def test_settings_are_frozen() -> None:

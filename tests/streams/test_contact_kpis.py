@@ -6,6 +6,7 @@ written by hand from the events, not computed by cxpulse code.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from cxpulse.sinks.store import ChdbStore
 from cxpulse.streams.funnels import load_funnels
 from cxpulse.streams.ingest import encode_batch, route
 from cxpulse.streams.stage import JourneyStage
+from cxpulse.streams.windows import DEFAULT_WINDOWS, Windows
 from tests.streams.test_stage import Collector
 from tests.support.rows import insert_sent_rows
 
@@ -45,9 +47,10 @@ class Fixture:
         self.cc(contact, at + 10 * S, "cc.ivr_completed", customer, outcome="to_queue")
         self.cc(contact, at + 11 * S, "cc.queued", customer, queue="printers")
 
-    def store(self, store: ChdbStore) -> None:
+    def store(self, store: ChdbStore, windows: Windows = DEFAULT_WINDOWS) -> None:
         out = Collector()
-        stage = JourneyStage(out, load_funnels(), restore=lambda p: {}, clock=lambda: NOW_MS)
+        stage = JourneyStage(out, load_funnels(), restore=lambda p: {}, clock=lambda: NOW_MS,
+                             windows=windows)  # fmt: skip
         chunk = [(raw, Source("cx.contact.v1", 0, i)) for i, raw in enumerate(self.raws)]
         for partition, pieces in route(chunk, 2, NOW_MS).keyed.items():
             for piece in pieces:
@@ -130,6 +133,31 @@ def test_repeat_contacts_decide_fcr_and_ivr_containment(chdb_store: ChdbStore) -
     assert (k["counts"]["resolved"], k["counts"]["first_contact_resolved"]) == (2, 1)
     assert k["fcr_rate"] == 0.5  # 6 d 23 h later: not first-contact resolved; 7 d 1 h: it is
     assert (k["counts"]["ivr_contacts"], k["counts"]["ivr_contained"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("windows", "within", "short", "service_level"),
+    [(DEFAULT_WINDOWS, 0, 0, 0 / 4),
+     (replace(DEFAULT_WINDOWS, short_abandon_ms=10_000, service_level_ms=30_000), 1, 1, 1 / 3)],
+)  # fmt: skip
+def test_configured_thresholds_decide_service_level_and_short_abandons(
+    chdb_store: ChdbStore, windows: Windows, within: int, short: int, service_level: float
+) -> None:
+    """Waits of 25 s and 31 s answered, 8 s and 12 s abandoned: none within the default 20 s
+    service level nor under the 5 s short abandon; with 30 s and 10 s, 25 s is within and 8 s
+    short: 1 within / (2 answered + 2 abandoned - 1 short)."""
+    f = Fixture()
+    for contact, wait, kind in (("w1", 25, "cc.answered"), ("w2", 31, "cc.answered"),
+                                ("w3", 8, "cc.abandoned"), ("w4", 12, "cc.abandoned")):  # fmt: skip
+        f.queued_call(contact, T0, contact)
+        data = {"agent_id": "a1", "team": "blue"} if kind == "cc.answered" else {}
+        f.cc(contact, T0 + (11 + wait) * S, kind, contact, **data)
+    f.store(chdb_store, windows)
+    k = _kpis(chdb_store)
+    counts = k["counts"]
+    assert (counts["answered"], counts["abandoned"]) == (2, 2)
+    assert (counts["answered_within_sl"], counts["short_abandoned"]) == (within, short)
+    assert k["service_level"] == service_level
 
 
 def test_no_answered_contacts_gives_null_ratios(chdb_store: ChdbStore) -> None:

@@ -27,6 +27,7 @@ from cxpulse.streams.keyed import (
 from cxpulse.streams.keystate import KeyState
 from cxpulse.streams.state_store import states_from_records
 from cxpulse.streams.units import record_key
+from cxpulse.streams.windows import DEFAULT_WINDOWS
 from tests.schemas.examples import EXAMPLES, NOW, NOW_MS
 
 SRC = Source("cx.portal.v1", 0, 1)
@@ -126,7 +127,6 @@ def test_a_full_journey_record_fits_kafkas_default_message_limit(funnels: int) -
     keeps each record under Kafka's 1 MiB: the smallest events, all in one journey that is in
     every funnel, under the longest customer id, filled to the bound, while the key itself
     holds far more in journeys of their own."""
-    from cxpulse.streams.journeys import GAP_MS
     from cxpulse.streams.stage import JourneyStage
     from tests.streams.test_stage import FUNNELS, Collector
 
@@ -143,7 +143,7 @@ def test_a_full_journey_record_fits_kafkas_default_message_limit(funnels: int) -
     }
     raws = []
     for i in range(4000):  # 3000 in one journey (a minute apart), 1000 journeys of their own
-        apart = 60_000 if i < 3000 else GAP_MS + 1
+        apart = 60_000 if i < 3000 else DEFAULT_WINDOWS.gap_ms + 1
         at = NOW - timedelta(milliseconds=(i % 3000 + 1) * apart + (i >= 3000) * 3 * 86_400_000)
         raws.append(orjson.dumps({**doc, "event_id": f"{i:x}", "occurred_at": at.isoformat()}))
     out = Collector()
@@ -206,9 +206,9 @@ def test_keys_expire_only_when_no_valid_event_can_reach_them() -> None:
     states = {"old": KeyState(), "edge": KeyState()}
     states["old"].newest_ms = NOW_MS - 44 * 86_400_000 - 1
     states["edge"].newest_ms = NOW_MS - 44 * 86_400_000
-    assert horizon_ms(NOW_MS) == NOW_MS - 44 * 86_400_000
+    assert horizon_ms(NOW_MS, DEFAULT_WINDOWS) == NOW_MS - 44 * 86_400_000
     aging = [(state.newest_ms, key) for key, state in states.items()]
-    assert list(expired_keys(aging, states, NOW_MS)) == ["old"]
+    assert list(expired_keys(aging, states, horizon_ms(NOW_MS, DEFAULT_WINDOWS))) == ["old"]
     assert aging == [(NOW_MS - 44 * 86_400_000, "edge")]
 
 

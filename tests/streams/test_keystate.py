@@ -1,11 +1,12 @@
 """The journey stage's incremental state against the reference: for any set of events, in any
 order and grouping, with copies, conflicting copies, late events, restores and a clock that moves
 on, the rows in the store equal those `build_journeys` and `build_contacts` compute from the
-final event set at the final watermark. Keys left idle are frozen and thawed on the way
-(`frozen.py`), at thresholds from never to at once."""
+final event set at the final watermark, with the design's windows or others. Keys left idle are
+frozen and thawed on the way (`frozen.py`), at thresholds from never to at once."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from typing import Any
@@ -26,12 +27,15 @@ from cxpulse.streams.keyed import KeyLimits, precedence
 from cxpulse.streams.snapshots import contact_row, journey_rows
 from cxpulse.streams.stage import ALLOWED_LATENESS_MS, JourneyStage
 from cxpulse.streams.state_store import states_from_records
+from cxpulse.streams.windows import DEFAULT_WINDOWS, Windows
 from tests.support.rows import rows_of
 
 FUNNELS = load_funnels()
 SHIFTS = default_shifts()
 NOW_MS = 1_795_500_000_000
 MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 PARTITIONS = 2
 STEPS = ["identify_device", "diagnose", "troubleshoot", "eligibility", "order"]
 
@@ -41,13 +45,27 @@ def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-# Times cluster in a few days, in visits of minutes: runs form, touch across the 30 min gap,
-# merge and split; contacts fall within and beyond the 24 h and 7 d follow-up windows.
+# Times cluster in a few days, in visits of minutes: runs form, touch across the gap, merge and
+# split; contacts fall within and beyond the follow-up windows. Besides the design's windows,
+# others whose edges fall among those times. Waits here are rarely short, so the service-level
+# and short-abandon thresholds are pinned by hand in test_contact_kpis.py instead.
 times = st.builds(
     lambda day, hour, minute: NOW_MS - 10 * 86_400_000 + day * 86_400_000 + hour * 3_600_000
     + minute * MINUTE,
     st.integers(0, 8), st.sampled_from([0, 1, 5, 30]), st.integers(0, 95),
 )  # fmt: skip
+windows = st.one_of(
+    st.just(DEFAULT_WINDOWS),
+    st.builds(
+        Windows,
+        gap_ms=st.sampled_from([10 * MINUTE, 30 * MINUTE, 2 * HOUR]),
+        escalation_window_ms=st.sampled_from([HOUR, 72 * HOUR]),
+        short_abandon_ms=st.sampled_from([5_000, 10 * MINUTE]),
+        service_level_ms=st.sampled_from([20_000, HOUR]),
+        ivr_followup_ms=st.sampled_from([2 * HOUR, 24 * HOUR, 3 * DAY]),
+        fcr_window_ms=st.sampled_from([DAY, 7 * DAY]),
+    ),
+)
 sessions = st.sampled_from(["s1", "s2", "s3"])
 customers = st.sampled_from(["c1", "c1", "c2", None])
 steps = st.sampled_from(STEPS)
@@ -155,7 +173,9 @@ def _identity(table: str, row: dict[str, Any]) -> tuple[str, ...]:
     return table, row["journey_key"], row["journey_id"]
 
 
-def _reference(raws: list[bytes], watermark: int) -> dict[tuple[str, ...], dict[str, Any]]:
+def _reference(
+    raws: list[bytes], watermark: int, windows: Windows
+) -> dict[tuple[str, ...], dict[str, Any]]:
     """Rows from the final event set, by the pure functions over whole keys. Copies are told
     apart per key: the copies of an id sent under different keys (a producer reusing ids) are
     different events to the stage."""
@@ -176,10 +196,12 @@ def _reference(raws: list[bytes], watermark: int) -> dict[tuple[str, ...], dict[
     rows = {}
     for key in keys.keys() | links.keys():
         timeline = by_time(keys.get(key, {}).values())
-        contacts = build_contacts(timeline)
-        journeys = build_journeys(key, timeline, links.get(key, {}).values(), FUNNELS, contacts)
-        out = [r for j in journeys for r in journey_rows(j, FUNNELS, watermark)]
-        out += [contact_row(key, c, watermark, SHIFTS) for c in contacts]
+        contacts = build_contacts(timeline, windows)
+        journeys = build_journeys(
+            key, timeline, links.get(key, {}).values(), FUNNELS, contacts, windows
+        )
+        out = [r for j in journeys for r in journey_rows(j, FUNNELS, watermark, windows.gap_ms)]
+        out += [contact_row(key, c, watermark, SHIFTS, windows) for c in contacts]
         for row in out:
             rows[_identity(row.table, row.columns)] = orjson.loads(orjson.dumps(row.columns))
     return rows
@@ -188,10 +210,10 @@ def _reference(raws: list[bytes], watermark: int) -> dict[tuple[str, ...], dict[
 @settings(max_examples=300, deadline=None)
 @given(
     traffic(), st.randoms(use_true_random=False), st.integers(1, 6),
-    st.sampled_from([0, 1, 5 * MINUTE]),
+    st.sampled_from([0, 1, 5 * MINUTE]), windows,
 )  # fmt: skip
 def test_incremental_rows_equal_a_full_rebuild(
-    raws: list[bytes], rng: random.Random, groups: int, freeze_after_ms: int
+    raws: list[bytes], rng: random.Random, groups: int, freeze_after_ms: int, windows: Windows
 ) -> None:
     rng.shuffle(raws)
     note(repr(raws))
@@ -199,7 +221,7 @@ def test_incremental_rows_equal_a_full_rebuild(
     clock = [NOW_MS]
     limits = KeyLimits(freeze_after_ms=freeze_after_ms)
     stage = JourneyStage(store, FUNNELS, restore=lambda p: {}, clock=lambda: clock[0],
-                         limits=limits)  # fmt: skip
+                         limits=limits, windows=windows)  # fmt: skip
     cuts = sorted(rng.sample(range(len(raws) + 1), min(groups, len(raws) + 1)))
     pieces = [raws[a:b] for a, b in zip([0, *cuts], [*cuts, len(raws)], strict=True)]
     seen: list[bytes] = []
@@ -216,7 +238,7 @@ def test_incremental_rows_equal_a_full_rebuild(
         stage.tick()
         stage.persist()
         # Every row is up to date once the tick has refreshed what the clock made due.
-        assert store.live() == _reference(seen, stage.watermark_ms())
+        assert store.live() == _reference(seen, stage.watermark_ms(), windows)
         if number % 2 and rng.random() < 0.5:  # restart from what was persisted
             restored = states_from_records(store.records)
             by_partition: dict[int, dict[str, Any]] = {}
@@ -225,7 +247,7 @@ def test_incremental_rows_equal_a_full_rebuild(
             max_event = stage.max_event_ms
             stage = JourneyStage(
                 store, FUNNELS, restore=lambda p, got=by_partition: got.get(p, {}),
-                clock=lambda: clock[0], limits=limits,
+                clock=lambda: clock[0], limits=limits, windows=windows,
             )  # fmt: skip
             stage.max_event_ms = max_event
             for partition in range(PARTITIONS):
@@ -235,7 +257,7 @@ def test_incremental_rows_equal_a_full_rebuild(
     stage.persist()
     watermark = stage.watermark_ms()
     assert watermark == max(stage.max_event_ms, clock[0]) - ALLOWED_LATENESS_MS
-    assert store.live() == _reference(raws, watermark)
+    assert store.live() == _reference(raws, watermark, windows)
 
 
 def test_the_state_written_per_event_does_not_grow_with_the_history() -> None:
@@ -301,10 +323,58 @@ def test_idle_keys_are_frozen_and_thaw_exactly() -> None:
     send(raws[-1:])
     assert metrics.THAWS._value.get() == thaws + 1
     assert stage.frozen_count() == 19
-    assert store.live() == _reference(raws, stage.watermark_ms())
+    assert store.live() == _reference(raws, stage.watermark_ms(), DEFAULT_WINDOWS)
     clock[0] += 40 * MINUTE  # every journey closes: due times thaw the frozen keys
     stage.tick()
     stage.persist()
     assert metrics.THAWS._value.get() == thaws + 20
     assert stage.open_journeys() == 0
-    assert store.live() == _reference(raws, stage.watermark_ms())
+    assert store.live() == _reference(raws, stage.watermark_ms(), DEFAULT_WINDOWS)
+
+
+def test_the_reference_follows_the_windows_to_their_edges() -> None:
+    """The pure functions the stage is held to, with a 10 min gap, a 1 h escalation window
+    and a 2 d FCR window: a gap of exactly 10 min keeps the run, 1 ms more splits it; a contact
+    exactly 1 h after the run's last event escalates it, one exactly 2 d after a resolved
+    contact makes that one a repeat (not within the 1 h IVR follow-up)."""
+    windows = dataclasses.replace(DEFAULT_WINDOWS, gap_ms=10 * MINUTE, ivr_followup_ms=HOUR,
+                                  escalation_window_ms=HOUR, fcr_window_ms=2 * DAY)  # fmt: skip
+    t = NOW_MS - 3 * DAY
+    second = t + 20 * MINUTE + 1
+    docs = [
+        ("p1", t, "portal.session_started", {"entry": "search"}),
+        ("p2", t + 10 * MINUTE, "portal.step_viewed", {"step": "diagnose"}),
+        ("p3", second, "portal.step_viewed", {"step": "diagnose"}),
+        ("k1", second + HOUR - 2 * DAY, "cc.contact_started", {"channel": "chat"}),
+        ("k1e", second + HOUR - 2 * DAY + MINUTE, "cc.contact_ended",
+         {"resolved": True, "part_shipped": False}),
+        ("k2", second + HOUR, "cc.contact_started", {"channel": "chat"}),
+    ]  # fmt: skip
+    events = []
+    for event_id, at, kind, data in docs:
+        where = {"session_id": "s1"} if kind.startswith("portal.") else {"contact_id": event_id[:2]}
+        events.append(decode_trusted(orjson.dumps({
+            "event_id": event_id, "schema_version": 1, "type": kind, "occurred_at": _iso(at),
+            "customer_id": "c1", "data": data, **where,
+        })))  # fmt: skip
+    timeline = by_time(events)
+
+    def figures(w: Windows) -> tuple[list[tuple[int, int, int | None]], list[tuple[bool, bool]]]:
+        contacts = build_contacts(timeline, w)
+        journeys = build_journeys("c1", timeline, [], FUNNELS, contacts, w)
+        return (
+            [(j.start_ms, j.last_activity_ms, j.escalated_at_ms) for j in journeys],
+            [(c.repeat_in_ivr_followup, c.repeat_in_fcr_window) for c in contacts],
+        )
+
+    assert figures(windows) == (
+        [(t, t + 10 * MINUTE, None), (second, second, second + HOUR)],
+        [(False, True), (False, False)],
+    )
+    assert figures(DEFAULT_WINDOWS) == (
+        [(t, second, second + HOUR)],
+        [(False, True), (False, False)],
+    )
+    assert figures(dataclasses.replace(windows, fcr_window_ms=2 * DAY - 1))[1] == [
+        (False, False), (False, False),
+    ]  # fmt: skip

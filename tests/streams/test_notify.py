@@ -43,6 +43,8 @@ ALERT: dict[str, Any] = {
     "started_ms": 1_790_000_000_000,
     "resolved_ms": None,
     "silenced_ms": None,
+    "recent_changes": [],
+    "top_drivers": [],
 }
 FAST = {"first_backoff_s": 0.02, "max_backoff_s": 0.05}
 

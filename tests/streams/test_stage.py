@@ -4,12 +4,14 @@ and compared with the independent ground truth; any order and duplicates give th
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import random
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,6 +39,7 @@ from cxpulse.streams.simulator.truth_journeys import summarize_containment
 from cxpulse.streams.stage import JourneyStage
 from cxpulse.streams.state_store import states_from_records
 from cxpulse.streams.units import parse_record_key
+from cxpulse.streams.windows import DEFAULT_WINDOWS
 from tests.support.rows import insert_sent_rows
 
 FUNNELS = load_funnels()
@@ -385,3 +388,71 @@ def test_a_stage_restricted_to_one_partition_sends_for_that_partition_only() -> 
     assert set(stage.due) <= {0, 1}
     stage.forget({0})
     assert not stage.dirty
+
+
+def _rows(out: Collector, table: str) -> dict[str, dict[str, Any]]:
+    """The latest live row of each journey or contact the stage sent to `table`."""
+    latest: dict[str, dict[str, Any]] = {}
+    for topic, _key, row, _ in out.messages:
+        if topics.STORE_TABLES.get(topic) == table:
+            ident = row.get("journey_id") or row["contact_id"]
+            if ident not in latest or row["version"] > latest[ident]["version"]:
+                latest[ident] = row
+    return {ident: row for ident, row in latest.items() if not row["is_deleted"]}
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_a_configured_gap_and_fcr_window_change_the_figures(configured: bool) -> None:
+    """Portal events 20 min then 40 min apart are two journeys with the 30 min gap, one with a
+    45 min gap, which closes 45 min after its last event; a resolved contact repeated 3 d later
+    is not first-contact resolved within 7 d, but is (and final) with a 2 d FCR window."""
+    minute, day = 60_000, 24 * HOUR
+    windows = DEFAULT_WINDOWS
+    if configured:
+        windows = dataclasses.replace(windows, gap_ms=45 * minute, fcr_window_ms=2 * day)
+    clock = [NOW_MS]
+    out = Collector()
+    stage = JourneyStage(out, FUNNELS, restore=lambda p: {}, clock=lambda: clock[0],
+                         windows=windows)  # fmt: skip
+    portal = {"customer_id": "c", "session_id": "s"}
+    contact = {"customer_id": "d", "data": {"channel": "chat"}}
+    _feed(stage, [
+        _event("p1", NOW_MS - 100 * minute, "portal.session_started", **portal,
+               data={"entry": "x"}),
+        _event("p2", NOW_MS - 80 * minute, "portal.step_viewed", **portal, data={"step": "a"}),
+        _event("p3", NOW_MS - 40 * minute, "portal.step_viewed", **portal, data={"step": "b"}),
+        _event("k1", NOW_MS - 5 * day, "cc.contact_started", contact_id="k1", **contact),
+        _event("k1e", NOW_MS - 5 * day + 10 * minute, "cc.contact_ended", contact_id="k1",
+               customer_id="d", data={"resolved": True, "part_shipped": False}),
+        _event("k2", NOW_MS - 2 * day, "cc.contact_started", contact_id="k2", **contact),
+    ], NOW_MS)  # fmt: skip
+    journeys = {
+        ident: (row["last_activity_at"][11:16], row["closed"], row["outcome"])
+        for ident, row in _rows(out, "journeys").items()
+    }
+    contacts = {
+        ident: (row["resolved"], row["first_contact_resolved"], row["fcr_final"])
+        for ident, row in _rows(out, "contacts").items()
+    }
+    # NOW_MS is 06:00 UTC, the watermark 2 min before it: p1 04:20, p2 04:40, p3 05:20.
+    if configured:
+        assert journeys == {"p1": ("05:20", 0, "in_progress")}  # closes at 06:05
+        assert contacts == {"k1": (1, 1, 1), "k2": (0, 0, 0)}  # k2's window ends at 06:00
+        clock[0] += 7 * minute  # the watermark reaches 06:05: both keys are due
+        assert stage.tick() == 2
+        assert _rows(out, "journeys")["p1"]["outcome"] == "abandoned"
+        assert _rows(out, "contacts")["k2"]["fcr_final"] == 1
+    else:
+        assert journeys == {"p1": ("04:40", 1, "abandoned"), "p3": ("05:20", 1, "abandoned")}
+        assert contacts == {"k1": (1, 0, 0), "k2": (0, 0, 0)}
+
+
+def test_the_ground_truth_keeps_the_design_windows() -> None:
+    """The simulator's ground truth is written against the design's defaults; so is the stage
+    unless configured otherwise."""
+    from cxpulse.streams.simulator.truth_events import DEFAULT_CONFIG
+
+    fields = [f.name for f in dataclasses.fields(DEFAULT_WINDOWS)]
+    assert {name: getattr(DEFAULT_CONFIG, name) for name in fields} == dataclasses.asdict(
+        DEFAULT_WINDOWS
+    )

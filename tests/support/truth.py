@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from cxpulse.schemas.validate import Rejection, validate
 from cxpulse.sinks.funnel_queries import funnel_breakdown, funnel_summary
 from cxpulse.sinks.store import Store
@@ -99,7 +101,7 @@ def assert_each_message_counted_once(
     `in_future` stamps of old history are in the past, hence valid). Dead letters of internal
     topics (poison) are the caller's to check."""
     stored = store.query("SELECT count() AS n FROM events_raw FINAL")[0]["n"]
-    assert stored == truth["messages"]["accepted"]
+    assert stored == truth["messages"]["accepted"], (stored, truth["messages"])
     inputs = {t.name for t in topics.INPUT_TOPICS}
     letters = {
         (d.source_topic, d.source_partition, d.source_offset): d.reason
@@ -111,3 +113,24 @@ def assert_each_message_counted_once(
     got = Counter(letters.values())
     assert got == expected, (got, expected)
     assert len(letters) == truth["messages"]["dead_lettered"]
+
+
+def assert_same(got: Any, expected: Any, path: str = "") -> None:
+    """Deep equality of JSON-like values: ints, strings, bools and None exact, floats to 1e-9
+    relative; `path` names the first difference."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict), path
+        assert sorted(got) == sorted(expected), (path, sorted(got), sorted(expected))
+        for key, value in expected.items():
+            assert_same(got[key], value, f"{path}.{key}")
+    elif isinstance(expected, list | tuple):
+        assert isinstance(got, list | tuple), path
+        assert len(got) == len(expected), (path, len(got), len(expected))
+        for index, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
+            assert_same(mine, theirs, f"{path}[{index}]")
+    elif isinstance(expected, float) and not isinstance(got, bool):
+        assert isinstance(got, int | float), (path, got, expected)
+        assert got == pytest.approx(expected, rel=1e-9, abs=0.0), (path, got, expected)
+    else:
+        assert type(got) is type(expected), (path, got, expected)
+        assert got == expected, (path, got, expected)
