@@ -43,6 +43,13 @@ class ApiContext:
     # Payloads of the figure routes and the freshness lookup, for CXPULSE_API_CACHE_SECONDS.
     cache: ResultCache[Any]
 
+    def funnel(self, name: str) -> FunnelSpec:
+        """The funnel a route's path names; a 404 problem when none is configured so."""
+        funnel = self.funnels.get(name)
+        if funnel is None:
+            raise Problem(404, "Not found", f"no funnel named {name!r}; see GET /v1/funnels")
+        return funnel
+
 
 async def context(request: Request) -> ApiContext:
     return request.app.state.context  # type: ignore[no-any-return]

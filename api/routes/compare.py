@@ -130,9 +130,7 @@ async def compare(
 ) -> Response:
     """Each group's steps against the control's (Bonferroni over every group and step);
     journeys without the attribute are left out. Extra query parameters filter by attribute."""
-    funnel = ctx.funnels.get(name)
-    if funnel is None:
-        raise Problem(404, "Not found", f"no funnel named {name!r}; see GET /v1/funnels")
+    funnel = ctx.funnel(name)
     if not ATTR_NAME.match(by):
         raise Problem(400, "Bad request", f"by: {by[:70]!r} is not an attribute name")
     shares = parse_expected(expected)

@@ -36,9 +36,7 @@ async def drivers(
     """Every value tested (30 or more journeys) is listed with its `significant` flag unless
     `significant_only`; extra query parameters filter by segment attribute, e.g.
     `?tier=business`. Only closed journeys count: open ones have not dropped yet."""
-    funnel = ctx.funnels.get(name)
-    if funnel is None:
-        raise Problem(404, "Not found", f"no funnel named {name!r}; see GET /v1/funnels")
+    funnel = ctx.funnel(name)
     steps = [s.name for s in funnel.steps]
     if step not in steps:
         raise Problem(422, "Invalid request", f"{name} has no step {step!r}; steps: {steps}")

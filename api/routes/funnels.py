@@ -24,18 +24,10 @@ from cxpulse.api.models import (
 )
 from cxpulse.api.problems import Problem
 from cxpulse.sinks import funnel_queries
-from cxpulse.streams.funnels import FunnelSpec
 
 router = APIRouter(prefix="/v1/funnels", tags=["funnels"])
 # Query parameters that are not segment filters.
 _RESERVED = {"start", "end", "interval", "step", "by"}
-
-
-def _funnel(ctx: Context, name: str) -> FunnelSpec:
-    funnel = ctx.funnels.get(name)
-    if funnel is None:
-        raise Problem(404, "Not found", f"no funnel named {name!r}; see GET /v1/funnels")
-    return funnel
 
 
 @router.get("", summary="The configured funnels and their steps")
@@ -63,7 +55,7 @@ FunnelName = Annotated[str, Path(description="A funnel name from GET /v1/funnels
 async def summary(name: FunnelName, ctx: Context, window: Range, request: Request) -> Response:
     """Extra query parameters filter by segment attribute, e.g. `?device=mobile&tier=business`.
     Open journeys count as `in_progress`; `provisional` says whether any are in the range."""
-    steps = [s.name for s in _funnel(ctx, name).steps]
+    steps = [s.name for s in ctx.funnel(name).steps]
     segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:
@@ -94,7 +86,7 @@ async def timeseries(
     interval: Annotated[str, Query(description="Bucket size, 1m or more: 1m, 15m, 1h, 1d.")] = "1h",
     step: Annotated[str | None, Query(description="Only this step's reached/dropped.")] = None,
 ) -> Response:
-    steps = [s.name for s in _funnel(ctx, name).steps]
+    steps = [s.name for s in ctx.funnel(name).steps]
     if step is not None and step not in steps:
         raise Problem(400, "Bad request", f"{name} has no step {step!r}; steps: {steps}")
     seconds = interval_s(ctx, window, interval)
@@ -142,7 +134,7 @@ async def breakdown(
     request: Request,
     by: Annotated[str, Query(description="A segment attribute: product_line, device, ...")],
 ) -> Response:
-    steps = [s.name for s in _funnel(ctx, name).steps]
+    steps = [s.name for s in ctx.funnel(name).steps]
     segment = segment_of(request, _RESERVED)
 
     def compute() -> dict[str, Any]:

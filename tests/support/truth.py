@@ -52,6 +52,7 @@ def assert_store_equals_truth(store: Store, truth: dict[str, Any]) -> int:
     returns how many journeys entered the funnel (callers check it is not trivially small)."""
     journeys = truth["journeys"]
     everything = (0, time.time_ns() // 1_000_000)
+    assert_contacts_equal_truth(store, truth)
     assert_kpis_and_containment(store, truth, *everything)  # type: ignore[arg-type]
     funnel = [j for j in journeys if entered(j) is not None]
     assert all(j["closed"] for j in funnel), "history must be closed by now"
@@ -84,6 +85,35 @@ def assert_store_equals_truth(store: Store, truth: dict[str, Any]) -> int:
     stored = store.query("SELECT count() AS n FROM journeys FINAL")[0]["n"]
     assert stored == len(journeys)
     return len(funnel)
+
+
+#: Per-contact flags whose sums are the KPI counts (compared one contact at a time, so a
+#: failure names the contacts, not only a ratio).
+CONTACT_FLAGS = ("queued", "answered", "abandoned", "short_abandoned", "answered_within_sl",
+                 "transferred", "resolved", "wait_ms", "handle_ms")  # fmt: skip
+
+
+def assert_contacts_equal_truth(store: Store, truth: dict[str, Any]) -> None:
+    """Every stored contact (latest version, not deleted) equals its ground-truth row in the
+    flags the KPIs count, and no contact is missing or extra."""
+    columns = ", ".join(CONTACT_FLAGS)
+    rows = store.query(f"SELECT contact_id, {columns} FROM contacts FINAL WHERE is_deleted = 0")
+    stored = {r["contact_id"]: {k: r[k] for k in CONTACT_FLAGS} for r in rows}
+    expected = {
+        c["contact_id"]: {k: c[k] if k.endswith("_ms") else int(bool(c[k])) for k in CONTACT_FLAGS}
+        for c in truth["contacts"]
+    }
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    differ = {
+        cid: (stored[cid], expected[cid])
+        for cid in sorted(set(stored) & set(expected))
+        if stored[cid] != expected[cid]
+    }
+    assert (missing, extra, differ) == ([], [], {}), (
+        f"{len(missing)} missing {missing[:5]}, {len(extra)} extra {extra[:5]}, "
+        f"{len(differ)} differ (stored, truth): {list(differ.items())[:5]}"
+    )
 
 
 def _reach(journey: dict[str, Any]) -> int:
